@@ -1,0 +1,88 @@
+"""`DecodeConfig`: every knob of the decoding engine in one validated dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+POLICIES = ("low_confidence", "random", "confidence", "entropy")
+FIXED_COUNT_POLICIES = ("low_confidence", "random")
+THRESHOLD_POLICIES = ("confidence", "entropy")
+
+
+@dataclass
+class DecodeConfig:
+    """How to decode.
+
+    - `policy`: `low_confidence` / `random` reveal a fixed number of tokens per step (LLaDA's `steps`
+      schedule, ordered by confidence or at random); `confidence` reveals every masked token whose top-1
+      probability is above `threshold` (Fast-dLLM); `entropy` every token whose predictive entropy (nats)
+      is below `threshold` (TAD / d3LLM). Every step reveals at least one token.
+    - `block_length`: semi-autoregressive blocks (set equal to `gen_length` for a single block).
+    - `multi_block`: pipelined decoding (d3LLM): block j+1 opens once block j is `block_add_threshold`
+      decoded and starts revealing tokens once block j is `decoded_token_threshold` decoded.
+    - `stop_at_eos`: finish a sample once a stop token is revealed and everything before it is revealed.
+    """
+
+    gen_length: int = 256
+    block_length: int = 32
+    policy: str = "low_confidence"
+    steps: int | None = None
+    threshold: float | None = None
+    temperature: float = 0.0
+    multi_block: bool = False
+    block_add_threshold: float = 0.5
+    decoded_token_threshold: float = 0.5
+    stop_at_eos: bool = False
+    seed: int = 0
+    use_cache: str = "none"  # none | prefix | dual (native LLaDA only)
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def num_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+    def validate(self) -> None:
+        if self.gen_length <= 0 or self.block_length <= 0:
+            raise ValueError(f"gen_length ({self.gen_length}) and block_length ({self.block_length}) must be > 0")
+        if self.gen_length % self.block_length:
+            raise ValueError(f"block_length {self.block_length} must divide gen_length {self.gen_length}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if self.policy in FIXED_COUNT_POLICIES:
+            steps = self.gen_length if self.steps is None else self.steps
+            if steps <= 0 or self.gen_length % steps:
+                raise ValueError(f"steps {steps} must be > 0 and divide gen_length {self.gen_length}")
+            if steps % self.num_blocks:
+                raise ValueError(f"steps {steps} must be a multiple of the number of blocks {self.num_blocks} "
+                                 f"(gen_length {self.gen_length} / block_length {self.block_length})")
+            self.steps = steps
+            if self.multi_block:
+                raise ValueError("multi_block decoding needs a threshold policy (confidence or entropy)")
+        else:
+            if self.threshold is None:
+                raise ValueError(f"policy {self.policy!r} needs a threshold")
+            if self.policy == "confidence" and not 0.0 < self.threshold <= 1.0:
+                raise ValueError(f"confidence threshold must be in (0, 1], got {self.threshold}")
+            if self.policy == "entropy" and not self.threshold > 0.0:
+                raise ValueError(f"entropy threshold must be > 0 (nats), got {self.threshold}")
+        for name in ("block_add_threshold", "decoded_token_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.use_cache not in ("none", "prefix", "dual"):
+            raise ValueError(f"use_cache must be none, prefix or dual, got {self.use_cache!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DecodeConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown decoding option(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)

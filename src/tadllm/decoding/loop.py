@@ -1,0 +1,192 @@
+"""The decoding loop: batched masked-diffusion generation with exact forward-pass accounting.
+
+`generate` left-pads the prompts, appends `gen_length` mask tokens and, step by step, runs one forward
+pass over the rows that are not finished, proposes a token for each masked position (`policies.propose`),
+chooses the positions to reveal (a block schedule composed with an unmasking policy) and writes them.
+It records for every generated position the step at which it was revealed (`reveal_step`, 1-based), so a
+run is also a compact trajectory. Finished rows drop out of the forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..models.family import ModelFamily, aligned_logits
+from . import policies
+from .config import DecodeConfig
+from .schedule import BlockState, first_unfinished_block, multi_block_regions, semi_ar_regions
+
+
+@dataclass
+class DecodeOutput:
+    tokens: torch.Tensor  # (B, L) generated tokens
+    reveal_step: torch.Tensor  # (B, L) step at which each position was revealed (1-based)
+    nfe: torch.Tensor  # (B,) forward passes spent on each sample
+    num_tokens: torch.Tensor  # (B,) generated tokens before the first stop token
+    wall_time: float  # seconds for the whole call
+
+    @property
+    def tpf(self) -> torch.Tensor:
+        return self.num_tokens.float() / self.nfe.clamp_min(1).float()
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+
+def max_positions(model) -> int | None:
+    cfg = getattr(model, "config", None)
+    for name in ("max_sequence_length", "max_position_embeddings", "n_positions"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):  # building the batch, not the hot loop
+        if p:
+            ids[i, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
+            mask[i, width - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def count_tokens(tokens: torch.Tensor, stop_ids: list[int]) -> torch.Tensor:
+    """Generated tokens before the first stop token (the whole length when there is none)."""
+    if not stop_ids:
+        return torch.full((tokens.shape[0],), tokens.shape[1], dtype=torch.long, device=tokens.device)
+    is_stop = torch.isin(tokens, torch.as_tensor(stop_ids, device=tokens.device))
+    first = torch.where(is_stop.any(-1), is_stop.float().argmax(-1), torch.tensor(tokens.shape[1],
+                                                                                   device=tokens.device))
+    return first.long()
+
+
+def _finished_by_stop(tokens: torch.Tensor, revealed: torch.Tensor, stop_ids: list[int]) -> torch.Tensor:
+    """Rows with a revealed stop token whose every earlier position is revealed."""
+    is_stop = torch.isin(tokens, torch.as_tensor(stop_ids, device=tokens.device)) & revealed
+    hidden_before = (~revealed).long().cumsum(-1)
+    return (is_stop & (hidden_before == 0)).any(-1)
+
+
+def _check_prompts(prompts, model, config: DecodeConfig) -> None:
+    if not prompts:
+        raise ValueError("no prompts to decode")
+    limit = max_positions(model)
+    longest = max(len(p) for p in prompts)
+    if limit is not None and longest + config.gen_length > limit:
+        raise ValueError(f"prompt of {longest} tokens + gen_length {config.gen_length} exceeds the model's "
+                         f"maximum sequence length {limit}; shorten the prompt or lower gen_length")
+
+
+@torch.no_grad()
+def generate(model, family: ModelFamily, prompts: list[list[int]], config: DecodeConfig,
+             batch_size: int | None = None, on_step=None, progress=None) -> DecodeOutput:
+    """Decode `prompts` (token id lists of any lengths). Batches of `batch_size` (all at once if None),
+    shortest prompts grouped together; outputs are in the input order.
+
+    `on_step(step, tokens, revealed)` is called after every step of a single-batch call (for live display).
+    `progress` is an optional callable taking the number of finished samples, for progress bars.
+    """
+    config.validate()
+    _check_prompts(prompts, model, config)
+    start = time.perf_counter()
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    size = batch_size or len(prompts)
+    parts = []
+    for lo in range(0, len(order), size):
+        idx = order[lo:lo + size]
+        parts.append((idx, _generate_batch(model, family, [prompts[i] for i in idx], config, on_step,
+                                           seed=config.seed + lo)))
+        if progress is not None:
+            progress(len(idx))
+    n, L = len(prompts), config.gen_length
+    device = parts[0][1][0].device
+    tokens = torch.empty(n, L, dtype=torch.long, device=device)
+    reveal = torch.empty(n, L, dtype=torch.long, device=device)
+    nfe = torch.empty(n, dtype=torch.long, device=device)
+    for idx, (t, r, f) in parts:
+        where = torch.as_tensor(idx, device=device)
+        tokens[where], reveal[where], nfe[where] = t, r, f
+    return DecodeOutput(tokens.cpu(), reveal.cpu(), nfe.cpu(), count_tokens(tokens, family.stop_token_ids).cpu(),
+                        time.perf_counter() - start)
+
+
+def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, on_step, seed: int):
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = left_pad(prompts, family.fill_token_id, device)
+    B, P = prompt_ids.shape
+    L, bl = config.gen_length, config.block_length
+    x = torch.cat([prompt_ids, torch.full((B, L), family.mask_token_id, dtype=torch.long, device=device)], 1)
+    attn = torch.cat([prompt_mask, torch.ones(B, L, dtype=torch.long, device=device)], 1)
+    positions = (attn.cumsum(-1) - 1).clamp_min(0) if family.supports_position_ids else None
+    reveal = torch.zeros(B, L, dtype=torch.long, device=device)
+    nfe = torch.zeros(B, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    steps_in_block = torch.zeros(B, dtype=torch.long, device=device)
+    current_block = torch.zeros(B, dtype=torch.long, device=device)
+    block_state = BlockState.start(B, config.num_blocks, device)
+    steps_per_block = (config.steps // config.num_blocks) if config.steps else None
+    generator = torch.Generator(device=device).manual_seed(seed)
+    stop_ids = family.stop_token_ids
+    step = 0
+    while not bool(done.all()):
+        step += 1
+        rows = (~done).nonzero().squeeze(1)
+        masked = x[rows, P:] == family.mask_token_id
+        if config.multi_block:
+            active, forced, new_state = multi_block_regions(masked, bl, block_state.select_rows(rows),
+                                                            config.block_add_threshold,
+                                                            config.decoded_token_threshold)
+            block_state.opened[rows], block_state.full[rows] = new_state.opened, new_state.full
+        else:
+            active, forced = semi_ar_regions(masked, bl)
+        # Only the columns some row may reveal need the vocabulary-sized softmax.
+        cols = active.any(0).nonzero().squeeze(1)
+        lo, hi = int(cols.min()), int(cols.max()) + 1
+        out = model(x[rows], attention_mask=attn[rows],
+                    **({"position_ids": positions[rows]} if positions is not None else {}))
+        logits = aligned_logits(out.logits, family)[:, P + lo:P + hi]
+        nfe[rows] += 1
+        cand, conf, ent = policies.propose(logits, family.mask_token_id, config.temperature, generator)
+        act, frc = active[:, lo:hi], forced[:, lo:hi]
+        if config.policy == "confidence":
+            chosen = policies.select_confidence(conf, act, frc, config.threshold)
+        elif config.policy == "entropy":
+            chosen = policies.select_entropy(ent, act, frc, config.threshold)
+        else:
+            block = first_unfinished_block(masked, bl)
+            new_block = block != current_block[rows]
+            current_block[rows] = block
+            steps_in_block[rows] = torch.where(new_block, 0, steps_in_block[rows])
+            left_steps = (steps_per_block - steps_in_block[rows]).clamp_min(1)
+            k = torch.ceil(act.sum(-1).float() / left_steps.float()).long().clamp_min(1)
+            steps_in_block[rows] += 1
+            scores = conf if config.policy == "low_confidence" else torch.rand(
+                conf.shape, generator=generator, device=device)
+            chosen = policies.select_top_k(scores, act, k)
+        window = x[rows, P + lo:P + hi]
+        x[rows, P + lo:P + hi] = torch.where(chosen, cand, window)
+        rev = reveal[rows]
+        rev[:, lo:hi] = torch.where(chosen, step, rev[:, lo:hi])
+        reveal[rows] = rev
+        gen = x[rows, P:]
+        revealed = gen != family.mask_token_id
+        finished = revealed.all(-1)
+        if config.stop_at_eos and stop_ids:
+            early = _finished_by_stop(gen, revealed, stop_ids) & ~finished
+            if bool(early.any()):
+                fill_rows = rows[early]
+                tail = ~revealed[early]
+                x[fill_rows, P:] = torch.where(tail, family.fill_token_id, gen[early])
+                reveal[fill_rows] = torch.where(tail, step, reveal[fill_rows])
+            finished = finished | early
+        done[rows] = finished
+        if on_step is not None:
+            on_step(step, x[:, P:].clone(), x[:, P:] != family.mask_token_id)
+    return x[:, P:], reveal, nfe

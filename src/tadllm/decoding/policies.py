@@ -1,0 +1,63 @@
+"""Unmasking policies: pure functions from logits to the positions revealed in one step.
+
+All functions work on a batch at once (rows = samples, columns = generation positions); no Python loop
+over samples. `active` marks positions that may be revealed this step, `forced` the positions of which
+at least one must be revealed (the first unfinished block), so every forward makes progress.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def propose(logits: torch.Tensor, mask_token_id: int, temperature: float = 0.0,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Candidate tokens with their confidence and entropy, from logits (B, W, V).
+
+    The mask token is never proposed. With temperature > 0 the candidate is drawn by the Gumbel-max
+    trick (equivalent to sampling softmax(logits / T)); confidence and entropy always use T = 1.
+    """
+    logits = logits.float()
+    logits[..., mask_token_id] = float("-inf")
+    logp = torch.log_softmax(logits, dim=-1)
+    if temperature > 0:
+        u = torch.rand(logits.shape, generator=generator, device=logits.device if generator is None else
+                       generator.device).to(logits.device)
+        gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)).clamp_min(1e-20))
+        tokens = (logits / temperature + gumbel).argmax(dim=-1)
+    else:
+        tokens = logits.argmax(dim=-1)
+    confidence = logp.gather(-1, tokens[..., None]).squeeze(-1).exp()
+    probs = logp.exp()
+    entropy = -(probs * logp.nan_to_num(neginf=0.0)).sum(-1)
+    return tokens, confidence, entropy
+
+
+def select_top_k(scores: torch.Tensor, active: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Reveal the k[b] highest-scoring active positions of each row (ties: lower index first)."""
+    masked_scores = scores.masked_fill(~active, float("-inf"))
+    order = torch.sort(masked_scores, dim=-1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device)
+                                              .expand_as(order))
+    return active & (ranks < k[:, None])
+
+
+def force_one(selected: torch.Tensor, scores: torch.Tensor, forced: torch.Tensor) -> torch.Tensor:
+    """Where a row reveals nothing inside `forced`, add its best-scoring forced position."""
+    need = forced.any(-1) & ~(selected & forced).any(-1)
+    best = scores.masked_fill(~forced, float("-inf")).argmax(-1)
+    extra = torch.zeros_like(selected)
+    extra[need, best[need]] = True
+    return selected | extra
+
+
+def select_confidence(confidence: torch.Tensor, active: torch.Tensor, forced: torch.Tensor,
+                      threshold: float) -> torch.Tensor:
+    """Fast-dLLM: every active position with top-1 probability > threshold, at least one in `forced`."""
+    return force_one(active & (confidence > threshold), confidence, forced)
+
+
+def select_entropy(entropy: torch.Tensor, active: torch.Tensor, forced: torch.Tensor,
+                   threshold: float) -> torch.Tensor:
+    """TAD / d3LLM: every active position with entropy < threshold, the lowest-entropy one if none."""
+    return force_one(active & (entropy < threshold), -entropy, forced)

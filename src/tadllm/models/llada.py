@@ -1,0 +1,286 @@
+"""Native LLaDA: a Hugging Face `PreTrainedModel` for the LLaDA masked-diffusion architecture.
+
+It loads LLaDA checkpoints (config.json + single or sharded safetensors, the reference parameter names
+`model.transformer.*`) without `trust_remote_code`, and built from a small config it is the architecture of
+tadllm's own tiny models. Numerics follow the reference implementation: RMSNorm and RoPE in fp32, RoPE
+with rotate-half over absolute positions, bidirectional attention with a key padding mask, a gated SiLU
+MLP (`silu(ff_proj(x)) * up_proj(x)`), and an untied output head unless `weight_tying`.
+
+Attention also accepts past key/values of a prefix (and suffix) so that the decoding engine can run
+Fast-dLLM style KV caching; the model itself holds no cache state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class LLaDAOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    kv_cache: list | None = None
+
+
+class LLaDAConfig(PretrainedConfig):
+    """The LLaDA config with the reference field names; unknown reference keys are kept as attributes."""
+
+    model_type = "llada"
+
+    def __init__(
+        self,
+        d_model: int = 4096,
+        n_heads: int = 32,
+        n_kv_heads: int | None = None,
+        n_layers: int = 32,
+        mlp_hidden_size: int | None = None,
+        mlp_ratio: int = 4,
+        vocab_size: int = 126464,
+        embedding_size: int | None = None,
+        max_sequence_length: int = 4096,
+        rope_theta: float = 500000.0,
+        rms_norm_eps: float = 1e-5,
+        weight_tying: bool = False,
+        include_bias: bool = False,
+        include_qkv_bias: bool = False,
+        input_emb_norm: bool = False,
+        scale_logits: bool = False,
+        init_std: float = 0.02,
+        mask_token_id: int | None = 126336,
+        eos_token_id: int | None = 126081,
+        pad_token_id: int | None = 126081,
+        bos_token_id: int | None = None,
+        **kwargs,
+    ):
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads if n_kv_heads is not None else n_heads
+        self.n_layers = n_layers
+        self.mlp_ratio = mlp_ratio
+        self.mlp_hidden_size = mlp_hidden_size if mlp_hidden_size is not None else mlp_ratio * d_model
+        self.vocab_size = vocab_size
+        self.embedding_size = embedding_size if embedding_size is not None else vocab_size
+        self.max_sequence_length = max_sequence_length
+        self.rope_theta = rope_theta
+        self.rms_norm_eps = rms_norm_eps
+        self.weight_tying = weight_tying
+        self.include_bias = include_bias
+        self.include_qkv_bias = include_qkv_bias
+        self.input_emb_norm = input_emb_norm
+        self.scale_logits = scale_logits
+        self.init_std = init_std
+        self.mask_token_id = mask_token_id
+        # The reference checkpoints carry `tie_word_embeddings` implicitly through `weight_tying`;
+        # transformers must not tie anything on its own.
+        kwargs.pop("tie_word_embeddings", None)
+        super().__init__(
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            tie_word_embeddings=False,
+            **kwargs,
+        )
+
+    @property
+    def hidden_size(self) -> int:  # used by peft / accelerate memory estimators
+        return self.d_model
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.n_layers
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.n_heads
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in fp32 and cast back before the affine weight, as in the reference."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(dtype)
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """sin/cos tables of shape (B, 1, T, head_dim) in fp32 for integer positions (B, T)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float) / head_dim))
+    freqs = positions.float()[..., None] * inv_freq
+    angles = torch.cat((freqs, freqs), dim=-1)[:, None]
+    return angles.sin(), angles.cos()
+
+
+def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    x32 = x.float()
+    x1, x2 = x32.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return (x32 * cos + rotated * sin).to(x.dtype)
+
+
+class LLaDABlock(nn.Module):
+    """One pre-norm transformer block with the reference parameter names."""
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        d, hd = config.d_model, config.d_model // config.n_heads
+        kv_dim = config.n_kv_heads * hd
+        bias, qkv_bias = config.include_bias, config.include_bias or config.include_qkv_bias
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, hd
+        self.attn_norm = RMSNorm(d, config.rms_norm_eps)
+        self.ff_norm = RMSNorm(d, config.rms_norm_eps)
+        self.q_proj = nn.Linear(d, d, bias=qkv_bias)
+        self.k_proj = nn.Linear(d, kv_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(d, kv_dim, bias=qkv_bias)
+        self.attn_out = nn.Linear(d, d, bias=bias)
+        self.ff_proj = nn.Linear(d, config.mlp_hidden_size, bias=bias)
+        self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=bias)
+        self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=bias)
+
+    def forward(self, x, sin, cos, attn_mask, past_kv=None):
+        """`past_kv` = (k_before, v_before, k_after, v_after) in (B, kv_heads, T, hd), any of them None.
+
+        Returns the block output and this call's rotated (k, v) so the caller can build a cache.
+        """
+        B, T, _ = x.shape
+        h = self.attn_norm(x)
+        q = self.q_proj(h).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, sin, cos), apply_rope(k, sin, cos)
+        new_kv = (k, v)
+        if past_kv is not None:
+            k_before, v_before, k_after, v_after = past_kv
+            k = torch.cat([t for t in (k_before, k, k_after) if t is not None], dim=2)
+            v = torch.cat([t for t in (v_before, v, v_after) if t is not None], dim=2)
+        if self.n_kv_heads != self.n_heads:
+            rep = self.n_heads // self.n_kv_heads
+            k = k.repeat_interleave(rep, dim=1, output_size=self.n_heads)
+            v = v.repeat_interleave(rep, dim=1, output_size=self.n_heads)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
+        x = x + self.attn_out(att.transpose(1, 2).reshape(B, T, -1))
+        h = self.ff_norm(x)
+        x = x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+        return x, new_kv
+
+
+class LLaDABackbone(nn.Module):
+    """Holds `transformer.{wte, blocks, ln_f, ff_out}` so parameter names match LLaDA checkpoints."""
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        modules = {
+            "wte": nn.Embedding(config.embedding_size, config.d_model),
+            "blocks": nn.ModuleList([LLaDABlock(config) for _ in range(config.n_layers)]),
+            "ln_f": RMSNorm(config.d_model, config.rms_norm_eps),
+        }
+        if not config.weight_tying:
+            modules["ff_out"] = nn.Linear(config.d_model, config.embedding_size, bias=config.include_bias)
+        self.transformer = nn.ModuleDict(modules)
+
+
+class LLaDAPreTrainedModel(PreTrainedModel):
+    config_class = LLaDAConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LLaDABlock"]
+    _supports_sdpa = True
+
+    def _init_weights(self, module):
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+
+
+class LLaDAModelLM(LLaDAPreTrainedModel):
+    """LLaDA masked-diffusion LM. `forward(input_ids, attention_mask)` returns logits (B, T, embedding_size).
+
+    `position_ids` default to absolute positions 0..T-1 (the reference behaviour, also under left
+    padding). Because RoPE only sees position differences, passing positions that skip the left padding
+    gives the same logits mathematically and makes batched decoding bit-for-bit closer to unbatched.
+    """
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__(config)
+        self.model = LLaDABackbone(config)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.transformer.wte
+
+    def set_input_embeddings(self, value):
+        self.model.transformer.wte = value
+
+    def get_output_embeddings(self):
+        return None if self.config.weight_tying else self.model.transformer.ff_out
+
+    def _attention_mask(self, attention_mask, q_len, k_len, dtype):
+        """Additive key-padding mask (B, 1, 1, K) or None when every key is visible."""
+        if attention_mask is None or bool(attention_mask.all()):
+            return None
+        keep = attention_mask[:, None, None, :].bool()
+        return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        kv_cache=None,
+        use_cache: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ):
+        """`kv_cache`: optional list per layer of (k_before, v_before, k_after, v_after), with
+        `attention_mask` then covering [before ; input ; after] keys. With `use_cache`, the output's
+        `kv_cache` holds this call's rotated (k, v) per layer."""
+        tr = self.model.transformer
+        x = tr.wte(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.config.input_emb_norm:
+            x = x * (self.config.d_model**0.5)
+        B, T = x.shape[:2]
+        if position_ids is None:
+            position_ids = torch.arange(T, device=x.device).expand(B, T)
+        head_dim = self.config.d_model // self.config.n_heads
+        sin, cos = rope_tables(position_ids, head_dim, self.config.rope_theta)
+        k_len = T if attention_mask is None else attention_mask.shape[1]
+        mask = self._attention_mask(attention_mask, T, k_len, x.dtype)
+        new_cache = []
+        for i, block in enumerate(tr.blocks):
+            past = kv_cache[i] if kv_cache is not None else None
+            if self.gradient_checkpointing and self.training:
+                x, kv = self._gradient_checkpointing_func(block.__call__, x, sin, cos, mask, past)
+            else:
+                x, kv = block(x, sin, cos, mask, past)
+            if use_cache:
+                new_cache.append(kv)
+        x = tr.ln_f(x)
+        logits = F.linear(x, tr.wte.weight) if self.config.weight_tying else tr.ff_out(x)
+        if self.config.scale_logits:
+            logits = logits * (1 / math.sqrt(self.config.d_model))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        return LLaDAOutput(loss=loss, logits=logits, kv_cache=new_cache if use_cache else None)
