@@ -90,7 +90,8 @@ def generate(model, family: ModelFamily, prompts: list[list[int]], config: Decod
     """Decode `prompts` (token id lists of any lengths). Batches of `batch_size` (all at once if None),
     shortest prompts grouped together; outputs are in the input order.
 
-    `on_step(step, tokens, revealed)` is called after every step of a single-batch call (for live display).
+    `on_step(step, tokens, revealed, indices)` is called after every step with the batch's generated
+    region; `indices` are the input positions of the batch's rows (for live display and replay tests).
     `progress` is an optional callable taking the number of finished samples, for progress bars.
     """
     config.validate()
@@ -101,7 +102,8 @@ def generate(model, family: ModelFamily, prompts: list[list[int]], config: Decod
     parts = []
     for lo in range(0, len(order), size):
         idx = order[lo:lo + size]
-        parts.append((idx, _generate_batch(model, family, [prompts[i] for i in idx], config, on_step,
+        callback = None if on_step is None else (lambda s, t, r, idx=idx: on_step(s, t, r, idx))
+        parts.append((idx, _generate_batch(model, family, [prompts[i] for i in idx], config, callback,
                                            seed=config.seed + lo)))
         if progress is not None:
             progress(len(idx))

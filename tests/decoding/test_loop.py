@@ -1,0 +1,101 @@
+"""The decoding loop on the fixture model: termination, accounting, batch invariance, schedules."""
+
+import pytest
+import torch
+
+from tadllm.decoding import DecodeConfig, generate
+from tadllm.decoding.loop import count_tokens
+
+PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27, 28], [40]]
+CONFIGS = {
+    "low_confidence": DecodeConfig(gen_length=32, block_length=8),
+    "two_per_step": DecodeConfig(gen_length=32, block_length=8, steps=16),
+    "random": DecodeConfig(gen_length=32, block_length=8, policy="random", steps=16),
+    "confidence": DecodeConfig(gen_length=32, block_length=8, policy="confidence", threshold=0.05),
+    "entropy_multi": DecodeConfig(gen_length=32, block_length=8, policy="entropy", threshold=5.0,
+                                  multi_block=True, block_add_threshold=0.25, decoded_token_threshold=0.5),
+    "single_block": DecodeConfig(gen_length=32, block_length=32, policy="entropy", threshold=5.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_decoding_terminates_without_masks_and_accounts_steps(fixture_model, name):
+    model, _, family = fixture_model
+    cfg = CONFIGS[name]
+    out = generate(model, family, PROMPTS, cfg)
+    assert out.tokens.shape == (4, 32)
+    assert not (out.tokens == family.mask_token_id).any()
+    assert (out.reveal_step >= 1).all()
+    # Every forward reveals at least one token, and the last step is the number of forwards.
+    assert torch.equal(out.reveal_step.max(1).values, out.nfe)
+    for row in out.reveal_step:
+        assert set(row.tolist()) == set(range(1, int(row.max()) + 1))
+    if name in ("low_confidence",):
+        assert out.nfe.tolist() == [32] * 4
+    if name in ("two_per_step", "random"):
+        assert out.nfe.tolist() == [16] * 4
+        assert all(torch.bincount(r)[1:].tolist() == [2] * 16 for r in out.reveal_step)
+
+
+@pytest.mark.parametrize("name", ["low_confidence", "confidence", "entropy_multi"])
+def test_batch_invariance(fixture_model, name):
+    model, _, family = fixture_model
+    batched = generate(model, family, PROMPTS, CONFIGS[name])
+    for i, prompt in enumerate(PROMPTS):
+        alone = generate(model, family, [prompt], CONFIGS[name])
+        assert torch.equal(alone.tokens[0], batched.tokens[i])
+        assert alone.nfe[0] == batched.nfe[i]
+    split = generate(model, family, PROMPTS, CONFIGS[name], batch_size=2)
+    assert torch.equal(split.tokens, batched.tokens)
+
+
+def test_semi_ar_blocks_are_decoded_in_order(fixture_model):
+    model, _, family = fixture_model
+    out = generate(model, family, PROMPTS, CONFIGS["confidence"])
+    blocks = out.reveal_step.view(4, 4, 8)
+    assert (blocks[:, :-1].max(-1).values < blocks[:, 1:].min(-1).values).all()
+
+
+def test_reveal_steps_replay_the_decoding_states(fixture_model):
+    model, _, family = fixture_model
+    states = []
+    out = generate(model, family, PROMPTS[:2], CONFIGS["entropy_multi"],
+                   on_step=lambda step, toks, revealed, idx: states.append((step, toks, revealed, idx)))
+    assert len(states) == int(out.nfe.max())
+    for step, toks, revealed, idx in states:
+        replay = torch.where(out.reveal_step[idx] <= step, out.tokens[idx], family.mask_token_id)
+        live = torch.where(revealed, toks, family.mask_token_id)
+        assert torch.equal(replay, live)
+
+
+def test_seeded_sampling_is_deterministic(fixture_model):
+    model, _, family = fixture_model
+    cfg = DecodeConfig(gen_length=16, block_length=8, temperature=1.0, seed=7)
+    a, b = generate(model, family, PROMPTS, cfg), generate(model, family, PROMPTS, cfg)
+    assert torch.equal(a.tokens, b.tokens)
+
+
+def test_stop_at_eos_finishes_early_and_counts_tokens(fixture_model):
+    model, _, family = fixture_model
+    from dataclasses import replace
+
+    cfg = CONFIGS["confidence"]
+    full = generate(model, family, PROMPTS, cfg)
+    early = generate(model, family, PROMPTS, replace(cfg, stop_at_eos=True))
+    assert (early.nfe <= full.nfe).all()
+    assert torch.equal(early.num_tokens, count_tokens(early.tokens, family.stop_token_ids))
+    n = early.num_tokens
+    for i in range(len(PROMPTS)):  # the text before the first stop token is the same
+        if n[i] < 32:
+            assert early.tokens[i, n[i]] in family.stop_token_ids
+
+
+def test_count_tokens():
+    toks = torch.tensor([[3, 4, 1, 5], [3, 3, 3, 3], [1, 1, 1, 1]])
+    assert count_tokens(toks, [1]).tolist() == [2, 4, 0]
+
+
+def test_prompt_longer_than_model_limit_is_an_error(fixture_model):
+    model, _, family = fixture_model
+    with pytest.raises(ValueError, match="maximum sequence length"):
+        generate(model, family, [[5] * 250], DecodeConfig(gen_length=32, block_length=8))

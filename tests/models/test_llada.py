@@ -1,0 +1,114 @@
+"""Native LLaDA: the reference fixture's logits, GQA, weight tying, save/load, load_model errors."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tadtest import tiny_llada_config
+from tadllm.models import load_model
+from tadllm.models.llada import LLaDAModelLM
+
+
+def test_fixture_logits_match_reference(fixture_model, llada_fixture_dir):
+    model, tokenizer, family = fixture_model
+    ref = load_file(llada_fixture_dir / "reference_logits.safetensors")
+    with torch.no_grad():
+        logits = model(ref["input_ids"]).logits
+        padded = model(ref["padded_input_ids"], attention_mask=ref["padded_attention_mask"]).logits
+    assert (logits - ref["logits"]).abs().max() <= 1e-5
+    assert (padded - ref["padded_logits"]).abs().max() <= 1e-5
+    assert tokenizer is None
+
+
+def test_fixture_family_ids_come_from_config(fixture_model, llada_fixture_dir):
+    _, _, family = fixture_model
+    cfg = json.loads((llada_fixture_dir / "config.json").read_text())
+    assert family.name == "llada"
+    assert family.mask_token_id == cfg["mask_token_id"]
+    assert family.eos_token_id == cfg["eos_token_id"]
+    assert not family.shift_logits
+    assert set(family.lora_target_modules) == {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj",
+                                               "ff_out"}
+
+
+def test_parameter_names_match_fixture(llada_fixture_dir):
+    shapes = json.loads((llada_fixture_dir / "state_dict_shapes.json").read_text())
+    cfg = json.loads((llada_fixture_dir / "config.json").read_text())
+    from tadllm.models.llada import LLaDAConfig
+
+    model = LLaDAModelLM(LLaDAConfig(**cfg))
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert ours == shapes
+
+
+def test_skipping_left_padding_in_positions_keeps_logits(fixture_model, llada_fixture_dir):
+    model, _, _ = fixture_model
+    ref = load_file(llada_fixture_dir / "reference_logits.safetensors")
+    mask = ref["padded_attention_mask"]
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    with torch.no_grad():
+        shifted = model(ref["padded_input_ids"], attention_mask=mask, position_ids=positions).logits
+    keep = mask.bool()
+    assert (shifted[keep] - ref["padded_logits"][keep]).abs().max() < 1e-4
+
+
+def test_gqa_and_weight_tying_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    model = LLaDAModelLM(tiny_llada_config(n_kv_heads=2, weight_tying=True)).eval()
+    assert "model.transformer.ff_out.weight" not in model.state_dict()
+    assert model.model.transformer.blocks[0].k_proj.weight.shape == (16, 32)
+    model.save_pretrained(tmp_path / "m")
+    loaded, tok, family = load_model(tmp_path / "m", dtype="float32", device="cpu")
+    ids = torch.randint(0, 40, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+    assert tok is None and family.mask_token_id == 47
+
+
+def test_bf16_forward_close_to_fp32(llada_fixture_dir):
+    ref = load_file(llada_fixture_dir / "reference_logits.safetensors")
+    m16, _, _ = load_model(llada_fixture_dir, dtype="bfloat16", device="cpu")
+    m32, _, _ = load_model(llada_fixture_dir, dtype="float32", device="cpu")
+    with torch.no_grad():
+        a = m16(ref["input_ids"]).logits.float()
+        b = m32(ref["input_ids"]).logits
+    assert a.dtype == torch.float32 and (a - b).abs().max() < 0.25 * b.abs().max()
+
+
+def test_missing_shard_is_reported(tmp_path, tiny_llada):
+    index = {"metadata": {}, "weight_map": {"model.transformer.wte.weight": "model-00001-of-00002.safetensors",
+                                            "model.transformer.ln_f.weight": "model-00002-of-00002.safetensors"}}
+    (tiny_llada / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(FileNotFoundError, match="missing shard"):
+        load_model(tiny_llada, device="cpu")
+
+
+def test_unknown_model_type_needs_remote_code(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mystery-diffusion"}))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_model(tmp_path, device="cpu")
+
+
+def test_missing_mask_token_is_a_clear_error():
+    from tadllm.models.family import resolve_family
+
+    class Cfg:
+        model_type = "generic"
+        eos_token_id = 2
+
+    with pytest.raises(ValueError, match="mask token"):
+        resolve_family(Cfg(), None)
+    assert resolve_family(Cfg(), None, mask_token_id=5).mask_token_id == 5
+
+
+def test_sharded_checkpoint_loads(tmp_path):
+    torch.manual_seed(0)
+    model = LLaDAModelLM(tiny_llada_config()).eval()
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    loaded, _, _ = load_model(tmp_path / "sharded", dtype="float32", device="cpu")
+    ids = torch.randint(0, 40, (1, 7))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
