@@ -23,7 +23,7 @@ def propose(logits: torch.Tensor, mask_token_id: int, temperature: float = 0.0,
     if temperature > 0:
         u = torch.rand(logits.shape, generator=generator, device=logits.device if generator is None else
                        generator.device).to(logits.device)
-        gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)).clamp_min(1e-20))
+        gumbel = -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))
         tokens = (logits / temperature + gumbel).argmax(dim=-1)
     else:
         tokens = logits.argmax(dim=-1)
