@@ -19,8 +19,8 @@ import sys
 COMMANDS = {
     "generate": ("tadllm.cli", "main_generate"),
     "trajectories": ("tadllm.trajectories.cli", "main_trajectories"),
-    "train": ("tadllm.distill.cli", "main_train"),
-    "merge": ("tadllm.distill.cli", "main_merge"),
+    "train": ("tadllm.distill.trainer", "main_train"),
+    "merge": ("tadllm.distill.merge", "main_merge"),
     "eval": ("tadllm.eval.runner", "main_eval"),
     "report": ("tadllm.eval.runner", "main_report"),
     "aup": ("tadllm.eval.runner", "main_aup"),

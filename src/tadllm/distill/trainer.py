@@ -1,0 +1,352 @@
+"""`TADTrainer`: a `transformers.Trainer` whose loss is the TAD loss; `build_trainer`, `train`, `main_train`.
+
+Teacher logits (method §4):
+- LoRA student (`teacher_mode` disable_adapter, the default with `use_peft`): the same module with the
+  adapter disabled, in eval mode, under `torch.no_grad()` — exactly the base weights, no second copy.
+  Accelerate/DDP/DeepSpeed wrappers are unwrapped to reach the `PeftModel`.
+- Full fine-tuning (`teacher_mode` frozen_copy): a deep copy of the initial model made once, frozen
+  (`requires_grad=False`) and in eval mode. (Not for DeepSpeed ZeRO-3 / FSDP-sharded models.)
+Both student and teacher logits go through `tadllm.models.aligned_logits`; only the response positions
+(the last L of each input, see `tadllm.distill.data`) are used.
+
+Gradient accumulation: `compute_loss` returns the mean over this micro-batch's near/distant tokens. The
+Trainer divides it by the number of accumulation steps (we set `loss_is_scaled_for_ga = False` for
+transformers 5.x and `model_accepts_loss_kwargs = False` for 4.x, which also turns off the
+`num_items_in_batch` path), so an optimizer step averages the micro-batch means: the same scale as one
+batch of `per_device_train_batch_size * gradient_accumulation_steps` examples (identical when the token
+counts per micro-batch are equal). Nothing here divides by the accumulation steps itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import inspect
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback
+
+from ..models.family import ModelFamily, aligned_logits
+from .config import TADConfig, load_config
+from .data import TADCollator, TrajectoryDataset
+from .loss import tad_loss_rows
+
+logger = logging.getLogger(__name__)
+TAD_CONFIG_NAME = "tad_config.json"
+
+
+def response_logits(logits: torch.Tensor, family: ModelFamily, length: int) -> torch.Tensor:
+    """Aligned logits (index i predicts token i) of the last `length` positions, without copying the whole
+    (B, T, V) tensor: shifted families need one extra position on the left."""
+    if family.shift_logits:
+        if logits.shape[1] < length + 1:
+            raise ValueError(f"input of length {logits.shape[1]} has no prompt position before the "
+                             f"{length}-token response (shifted-logit families need at least one)")
+        return aligned_logits(logits[:, -(length + 1):], family)[:, 1:]
+    return aligned_logits(logits[:, -length:], family)
+
+
+def model_inputs(family: ModelFamily, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
+    """Keyword arguments of one forward pass, as the decoding engine builds them."""
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if family.supports_position_ids:  # positions that skip the left padding, like tadllm.decoding
+        kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    return kwargs
+
+
+def _peft_classes():
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return ()
+    return (PeftModel,)
+
+
+class _SetEpochCallback(TrainerCallback):
+    """Redraws the dataset's step subset at each epoch (accelerate does not always forward set_epoch)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(int(math.floor((state.epoch or 0.0) + 1e-6)))
+
+
+class TADTrainer(Trainer):
+    """Trainer with the TAD loss. `args` is a `TADConfig`; `family` the model family from `load_model`.
+
+    `teacher`: an explicit frozen teacher module (full fine-tuning); None = per `args.teacher_mode`
+    (a frozen deep copy of `model` is made here for `frozen_copy`)."""
+
+    # transformers >= 5: the loss we return is a per-micro-batch mean; let `training_step` divide it by the
+    # number of accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, model=None, args: TADConfig | None = None, family: ModelFamily | None = None,
+                 teacher: nn.Module | None = None, **kwargs):
+        if not isinstance(args, TADConfig):
+            raise TypeError("TADTrainer needs args=TADConfig(...)")
+        if family is None:
+            raise ValueError("TADTrainer needs the model family (from tadllm.models.load_model)")
+        self.family = family
+        self.teacher_mode = args.resolved_teacher_mode
+        if teacher is None and args.needs_teacher and self.teacher_mode == "frozen_copy":
+            teacher = copy.deepcopy(model)
+            if isinstance(teacher, _peft_classes()):
+                teacher = teacher.unload()  # the base weights without the (new) adapter
+        if teacher is not None:
+            teacher.requires_grad_(False)
+            teacher.eval()
+        self.teacher = teacher
+        if args.needs_teacher and self.teacher is None and not isinstance(model, _peft_classes()):
+            raise ValueError("teacher_mode=disable_adapter needs a peft LoRA model (use_peft=true), or pass a "
+                             "frozen teacher / use teacher_mode=frozen_copy")
+        kwargs = _processing_class_kwarg(kwargs)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        dataset = kwargs.get("train_dataset")
+        if hasattr(dataset, "set_epoch"):
+            callbacks.append(_SetEpochCallback(dataset))
+        super().__init__(model=model, args=args, callbacks=callbacks, **kwargs)
+        # transformers 4.x: the Trainer divides by the accumulation steps only when the model does not take
+        # loss kwargs; this also keeps `num_items_in_batch` out (see the module docstring).
+        self.model_accepts_loss_kwargs = False
+        self._tad_sums: dict[str, float | torch.Tensor] = {}
+        self._tad_count = 0
+
+    # ------------------------------------------------------------------------------------ teacher
+    def _peft_model(self, model):
+        unwrapped = self.accelerator.unwrap_model(model) if hasattr(self, "accelerator") else model
+        for candidate in (unwrapped, getattr(unwrapped, "module", None)):
+            if isinstance(candidate, _peft_classes()):
+                return candidate
+        raise TypeError(f"teacher_mode=disable_adapter needs a peft model; got {type(unwrapped).__name__}")
+
+    @torch.no_grad()
+    def teacher_logits(self, model, inputs: dict) -> torch.Tensor:
+        """Aligned teacher logits (B, L, V) over the response positions of `inputs`."""
+        length = inputs["labels"].shape[1]
+        kwargs = model_inputs(self.family, inputs["teacher_input_ids"], inputs["teacher_attention_mask"])
+        if self.teacher is not None:
+            device = inputs["teacher_input_ids"].device
+            if next(self.teacher.parameters()).device != device:
+                self.teacher.to(device)
+            out = self.teacher(**kwargs)
+        else:
+            peft_model = self._peft_model(model)
+            was_training = peft_model.training
+            peft_model.eval()
+            try:
+                with peft_model.disable_adapter():
+                    out = peft_model(**kwargs)
+            finally:
+                peft_model.train(was_training)
+        return response_logits(out.logits, self.family, length)
+
+    # ------------------------------------------------------------------------------------ loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        args: TADConfig = self.args
+        labels, near, distant = inputs["labels"], inputs["near"].bool(), inputs["distant"].bool()
+        length = labels.shape[1]
+        teacher_rows = None
+        if args.kl_weight != 0 and bool(distant.any()):
+            teacher_rows = self.teacher_logits(model, inputs)[distant]  # keep only the rows, free the rest
+        outputs = model(**model_inputs(self.family, inputs["input_ids"], inputs["attention_mask"]))
+        student = response_logits(outputs.logits, self.family, length)
+        loss, stats = tad_loss_rows(student[near], labels[near], student[distant], teacher_rows,
+                                    ce_weight=args.ce_weight, kl_weight=args.kl_weight,
+                                    temperature=args.temperature)
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(
+                f"non-finite TAD loss {loss.item()} at global step {self.state.global_step} "
+                f"(loss_ce={stats['loss_ce'].item()}, loss_kl={stats['loss_kl'].item()}, "
+                f"near={stats['n_near']}, distant={stats['n_distant']}); lower the learning rate, check "
+                f"the model dtype (bf16 instead of fp16) and the data")
+        if model.training:
+            self._accumulate(stats)
+        if return_outputs:
+            return loss, {"logits": student}
+        return loss
+
+    def _accumulate(self, stats: dict) -> None:
+        for key in ("loss_ce", "loss_kl"):
+            self._tad_sums[key] = self._tad_sums.get(key, 0.0) + stats[key].float()
+        for key in ("n_near", "n_distant"):
+            self._tad_sums[key] = self._tad_sums.get(key, 0) + stats[key]
+        self._tad_count += 1
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        """Adds `loss_ce`, `loss_kl` (means over the micro-batches since the last log) and the mean
+        near/distant token counts per micro-batch to training logs (this process's batches)."""
+        if "loss" in logs and self._tad_count:
+            n = self._tad_count
+            logs["loss_ce"] = round(float(self._tad_sums["loss_ce"]) / n, 4)
+            logs["loss_kl"] = round(float(self._tad_sums["loss_kl"]) / n, 4)
+            logs["near_tokens"] = round(self._tad_sums["n_near"] / n, 2)
+            logs["distant_tokens"] = round(self._tad_sums["n_distant"] / n, 2)
+            self._tad_sums, self._tad_count = {}, 0
+        super().log(logs, *args, **kwargs)
+
+
+def _processing_class_kwarg(kwargs: dict) -> dict:
+    """transformers >= 4.46 names the tokenizer `processing_class`; older releases `tokenizer`."""
+    params = inspect.signature(Trainer.__init__).parameters
+    for given, wanted in (("tokenizer", "processing_class"), ("processing_class", "tokenizer")):
+        if given in kwargs and given not in params and wanted in params:
+            kwargs[wanted] = kwargs.pop(given)
+    return kwargs
+
+
+# ---------------------------------------------------------------------------------------- building
+def lora_target_modules(model: nn.Module, family: ModelFamily, requested: list[str] | None = None):
+    """The LoRA `target_modules` for peft: the requested names (or the family default), never the output
+    head. LLaDA names its head `ff_out` like the MLP's down projection, so when a short name would also hit
+    the head, the targets become a regex that excludes it."""
+    targets = list(requested) if requested else list(family.lora_target_modules)
+    if not targets or targets == ["all-linear"]:
+        return "all-linear"  # peft's own rule: every linear layer except the output head
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    linear = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+
+    def hit(name: str) -> bool:
+        return any(name == t or name.endswith("." + t) for t in targets)
+
+    matched = [n for n in linear if hit(n)]
+    if not matched:
+        raise ValueError(f"LoRA targets {targets} match no linear layer of this {family.name!r} model; linear "
+                         f"layer names end with {sorted({n.split('.')[-1] for n in linear})}")
+    head_names = [n for n in matched if head is not None and linear[n] is head]
+    if not head_names:
+        return targets
+    alternatives = "|".join(re.escape(t) for t in targets)
+    exclude = "|".join(re.escape(n) for n in head_names)
+    return rf"(?!(?:{exclude})$)(?:.*\.)?(?:{alternatives})"
+
+
+def apply_lora(model: nn.Module, config: TADConfig, family: ModelFamily):
+    from peft import LoraConfig, get_peft_model
+
+    if config.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()  # frozen embeddings + checkpointing still need input grads
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=lora_target_modules(model, family, config.lora_target_modules),
+                      bias="none")
+    return get_peft_model(model, lora)
+
+
+def build_trainer(config: TADConfig, **trainer_kwargs) -> TADTrainer:
+    """Load the model (`tadllm.models.load_model`), apply LoRA when `use_peft`, build the trajectory dataset
+    and collator, and return a ready `TADTrainer`."""
+    from ..models import load_model
+
+    if not config.model_name_or_path:
+        raise ValueError("model_name_or_path is not set (the base model folder or hub name)")
+    if not config.train_data:
+        raise ValueError("train_data is not set (trajectory parquet file/folder or .jsonl)")
+    config.remove_unused_columns = False  # the collator needs every field of the examples
+    model, tokenizer, family = load_model(config.model_name_or_path, dtype=config.model_dtype,
+                                          device=config.device, trust_remote_code=config.trust_remote_code,
+                                          mask_token_id=config.mask_token_id)
+    vocab_size = getattr(model.config, "vocab_size", None)
+    dataset = TrajectoryDataset(config.train_data, mask_token_id=family.mask_token_id, vocab_size=vocab_size,
+                                steps_per_trajectory=config.steps_per_trajectory,
+                                seed=config.data_seed if config.data_seed is not None else config.seed,
+                                only_correct=config.only_correct)
+    if dataset.num_dropped_incorrect:
+        logger.warning("dropped %d trajectories with correct=False", dataset.num_dropped_incorrect)
+    if config.steps_per_trajectory is not None and config.dataloader_persistent_workers \
+            and config.num_train_epochs > 1:
+        logger.warning("dataloader_persistent_workers keeps the first epoch's step subset in the workers; "
+                       "turn it off to redraw steps_per_trajectory each epoch")
+    collator = TADCollator(family.mask_token_id, family.fill_token_id, delta=config.delta, mode=config.loss_mode)
+    model.train()
+    teacher = None
+    if config.needs_teacher and config.resolved_teacher_mode == "frozen_copy":
+        teacher = copy.deepcopy(model)  # before LoRA: the untouched base
+    if config.use_peft:
+        model = apply_lora(model, config, family)
+    if tokenizer is not None:
+        trainer_kwargs.setdefault("tokenizer", tokenizer)
+    return TADTrainer(model=model, args=config, family=family, teacher=teacher, train_dataset=dataset,
+                      data_collator=collator, **trainer_kwargs)
+
+
+def resolve_resume(config: TADConfig):
+    """None, or the checkpoint to resume from: `true` = the last one in output_dir (must exist), `auto` =
+    the last one if any, else a path."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    value = config.resume_from_checkpoint
+    if value is None or value is False or (isinstance(value, str) and value.lower() in ("", "false", "no", "none")):
+        return None
+    out = Path(config.output_dir)
+    if value is True or (isinstance(value, str) and value.lower() in ("true", "yes", "auto", "last")):
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if last is None and str(value).lower() not in ("auto",):
+            raise FileNotFoundError(f"resume_from_checkpoint={value}: no checkpoint-* folder in {out}; "
+                                    f"use resume_from_checkpoint=auto to start fresh when there is none")
+        return last
+    if not Path(value).is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint: {value} is not a checkpoint folder")
+    return value
+
+
+def portable_tokenizer_config(folder: str | Path) -> None:
+    """transformers 5 saves fast tokenizers as "TokenizersBackend", a class 4.x cannot load;
+    "PreTrainedTokenizerFast" loads the same tokenizer.json in both."""
+    path = Path(folder) / "tokenizer_config.json"
+    if not path.exists() or not (Path(folder) / "tokenizer.json").exists():
+        return
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if cfg.get("tokenizer_class") == "TokenizersBackend":
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def save_result(trainer: TADTrainer, output_dir: str | Path | None = None) -> Path:
+    """Save the adapter (LoRA) or the full model, the tokenizer and `tad_config.json`."""
+    out = Path(output_dir or trainer.args.output_dir)
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        portable_tokenizer_config(out)
+        record = {"tad": trainer.args.tad_dict(), "family": dataclasses.asdict(trainer.family),
+                  "teacher_mode": trainer.teacher_mode, "training_args": json.loads(trainer.args.to_json_string())}
+        (out / TAD_CONFIG_NAME).write_text(json.dumps(record, indent=2, default=str))
+    return out
+
+
+def train(config: TADConfig) -> TADTrainer:
+    """Build the trainer, train (resuming per `resume_from_checkpoint`), save to `output_dir`."""
+    trainer = build_trainer(config)
+    resume = resolve_resume(config)
+    if resume:
+        logger.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+    save_result(trainer)
+    return trainer
+
+
+def main_train(argv: list[str] | None = None) -> int:
+    """`tad train --config recipe.yaml key=value ...`"""
+    parser = argparse.ArgumentParser(
+        prog="tad train", description="Train a TAD student on teacher trajectories (see docs/training.md).")
+    parser.add_argument("--config", "-c", help="YAML recipe (TADConfig fields)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="field overrides applied after the YAML, e.g. delta=8 lora_r=16 output_dir=out")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    args, extra = parser.parse_known_args(argv)
+    bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides are key=value)")
+    config = load_config(args.config, list(args.overrides) + extra)
+    if args.print_config:
+        print(config.to_json_string())
+        return 0
+    train(config)
+    return 0
