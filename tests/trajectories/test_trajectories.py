@@ -370,8 +370,6 @@ def test_cli_end_to_end(traj_checkpoint, tmp_path, monkeypatch):
     assert len(read_trajectories(out)) == 12
 
 
-@pytest.mark.xfail(reason="tadllm.decoding.policies.propose: `-torch.log(x).clamp_min(..)` precedence makes "
-                          "the Gumbel noise NaN, so every temperature > 0 sample is token 0", strict=False)
 def test_sampled_teacher_draws_are_not_degenerate(traj_model, tmp_path):
     cfg = dataclasses.replace(SMALL, temperature=0.7)
     run(traj_model, tmp_path, n=4, config=cfg, samples_per_problem=2)
