@@ -1,13 +1,17 @@
 """`load_model`: one entry point that returns (model, tokenizer, family) for any masked-diffusion LM.
 
-Native families (LLaDA) load with tadllm's own classes, with no remote code. Any other checkpoint loads
-through `transformers.AutoModel*` with `trust_remote_code=True`, which the caller must allow explicitly.
-A folder without tokenizer files (such as the shared LLaDA fixture) loads with `tokenizer=None`.
+Native families (LLaDA, Dream) load with tadllm's own classes, with no remote code; the model type is
+matched case-insensitively (the Dream checkpoints say "Dream"). Any other checkpoint — or a native one with
+`native=False` — loads through `transformers.AutoModel*` with `trust_remote_code=True`, which the caller
+must allow explicitly. A folder without tokenizer files (such as the shared LLaDA fixture) loads with
+`tokenizer=None`. A tokenizer whose class lives in remote code (Dream's `DreamTokenizer`, a Qwen2 BPE
+tokenizer) loads without that code as a standard fast / Qwen2 tokenizer when `trust_remote_code` is off.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -15,7 +19,9 @@ import torch
 
 from .family import ModelFamily, resolve_family
 
-NATIVE_MODEL_TYPES = ("llada",)
+logger = logging.getLogger(__name__)
+
+NATIVE_MODEL_TYPES = ("llada", "dream")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16, "auto": None}
 
@@ -66,7 +72,21 @@ def check_shards(folder: Path) -> None:
         raise FileNotFoundError(f"checkpoint {folder} is incomplete: missing shard(s) {', '.join(missing)}")
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+def native_class(model_type: str | None):
+    """tadllm's own model class for a model type (case-insensitive), or None."""
+    kind = str(model_type).lower() if model_type else None
+    if kind == "llada":
+        from .llada import LLaDAModelLM
+
+        return LLaDAModelLM
+    if kind == "dream":
+        from .dream import DreamModel
+
+        return DreamModel
+    return None
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, config=None):
     """The checkpoint's tokenizer, or None when the folder holds no tokenizer files."""
     from transformers import AutoTokenizer
 
@@ -74,9 +94,42 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     if path.is_dir() and not any((path / f).exists() for f in
                                  ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")):
         return None
-    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    # Passing the model's config spares AutoTokenizer from re-reading config.json with the base class.
+    extra = {"config": config} if config is not None else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **extra)
+    except (ValueError, OSError, KeyError, AttributeError) as err:
+        if trust_remote_code:
+            raise
+        tok = _tokenizer_without_remote_code(name_or_path, err)
     tok.padding_side = "left"
     return tok
+
+
+def _tokenizer_without_remote_code(name_or_path: str, error: Exception):
+    """A tokenizer whose class is remote code (e.g. Dream's `DreamTokenizer`, a copy of Qwen2's) loaded with
+    a standard class: `PreTrainedTokenizerFast` when there is a tokenizer.json, else Qwen2's BPE tokenizer
+    (vocab.json + merges.txt). Special tokens and the chat template come from tokenizer_config.json."""
+    import transformers
+
+    names = ["PreTrainedTokenizerFast", "Qwen2TokenizerFast", "Qwen2Tokenizer"]
+    path = Path(name_or_path)
+    if path.is_dir() and not (path / "tokenizer.json").exists():
+        names = names[1:]  # a fast tokenizer without tokenizer.json would need a converter
+    errors = [f"AutoTokenizer: {error}"]
+    for cls in [getattr(transformers, n, None) for n in names]:
+        if cls is None:
+            continue
+        try:
+            tok = cls.from_pretrained(name_or_path)
+        except Exception as err:  # noqa: BLE001 - a fallback chain: report every failure below
+            errors.append(f"{cls.__name__}: {type(err).__name__}: {err}")
+            continue
+        logger.warning("loaded the tokenizer of %s as %s (its own tokenizer class needs trust_remote_code)",
+                       name_or_path, cls.__name__)
+        return tok
+    raise ValueError(f"could not load the tokenizer of {name_or_path} without remote code; pass "
+                     f"trust_remote_code=True (CLI: --trust-remote-code) if you trust it:\n" + "\n".join(errors))
 
 
 def load_model(
@@ -87,8 +140,13 @@ def load_model(
     mask_token_id: int | None = None,
     shift_logits: bool | None = None,
     revision: str | None = None,
+    native: bool | None = None,
 ) -> tuple[torch.nn.Module, object, ModelFamily]:
-    """Load a masked-diffusion LM and describe it. Returns (model in eval mode, tokenizer or None, family)."""
+    """Load a masked-diffusion LM and describe it. Returns (model in eval mode, tokenizer or None, family).
+
+    `native`: None (default) = tadllm's own class when the model type is a native family (LLaDA, Dream),
+    else the checkpoint's remote code; False = always the checkpoint's remote code (needs
+    `trust_remote_code`); True = require a native family."""
     name_or_path = str(name_or_path)
     torch_dtype = parse_dtype(dtype)
     config_dict = _read_config_dict(name_or_path)
@@ -103,21 +161,23 @@ def load_model(
 
         model_type = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code,
                                                 revision=revision).model_type
-    if model_type in NATIVE_MODEL_TYPES:
-        from .llada import LLaDAModelLM
-
-        model = LLaDAModelLM.from_pretrained(name_or_path, **kwargs)
+    cls = native_class(model_type)
+    if native and cls is None:
+        raise ValueError(f"model_type {model_type!r} is not a native tadllm family ({', '.join(NATIVE_MODEL_TYPES)})")
+    if cls is not None and native is not False:
+        model = cls.from_pretrained(name_or_path, **kwargs)
         native = True
     else:
         if not trust_remote_code:
+            what = ("native=False asks for the checkpoint's own code" if cls is not None else
+                    f"model_type {model_type!r} is not a native tadllm family ({', '.join(NATIVE_MODEL_TYPES)})")
             raise ValueError(
-                f"model_type {model_type!r} is not a native tadllm family ({', '.join(NATIVE_MODEL_TYPES)}); "
-                f"loading it runs the checkpoint's own code. Re-run with trust_remote_code=True "
+                f"{what}; loading it runs that code. Re-run with trust_remote_code=True "
                 f"(CLI: --trust-remote-code) if you trust {name_or_path}."
             )
         model = _load_remote(name_or_path, kwargs)
         native = False
-    tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code, config=model.config)
     family = resolve_family(model.config, tokenizer, mask_token_id=mask_token_id, shift_logits=shift_logits,
                             native=native)
     model.to(default_device(device)).eval()

@@ -250,3 +250,21 @@ def _last_checkpoint(output_dir: str):
 
     path = Path(output_dir)
     return get_last_checkpoint(str(path)) if path.is_dir() else None
+
+
+def continue_pretraining(cfg: PretrainConfig, init_from: str, task, examples, out_dir) -> Path:
+    """Continue the masked-diffusion objective from a checkpoint on `examples` (the control baseline)."""
+    from ..models import load_model
+    from .tokenizer import save_char_tokenizer
+
+    model, tokenizer, _ = load_model(init_from, dtype="float32", device="cpu")
+    model.train()
+    dataset = PretrainDataset(task, examples, tokenizer, cfg.gen_length, cfg.hint)
+    collator = MaskedDiffusionCollator(tokenizer.pad_token_id, tokenizer.mask_token_id, cfg.hint_fraction,
+                                       cfg.mask_eps)
+    trainer = PretrainTrainer(model=model, args=cfg, train_dataset=dataset, data_collator=collator)
+    trainer.train()
+    out = Path(out_dir)
+    trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(out))
+    save_char_tokenizer(tokenizer, str(out))
+    return out

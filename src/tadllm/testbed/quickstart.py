@@ -1,0 +1,309 @@
+"""`tad quickstart`: the whole TAD pipeline on the bundled testbed teacher, end to end.
+
+Stages: load the teacher -> verified teacher trajectories on training problems -> train a TAD-Quality
+and a TAD-Speed student (and, with --baselines, the equal-compute control and CE-only students) ->
+evaluate every model with a confidence-threshold sweep on held-out problems -> one table (accuracy,
+TPF, AUP per method) and a report folder (results.json, report.md, accuracy-vs-TPF PNG).
+
+The defaults fit a 2-core CPU in about ten minutes; `--device cuda` with the size knobs
+(`--train-problems`, `--train-steps`, `--test-problems`, `--seeds`) runs the full experiment with the
+same recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BUNDLED_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "testbed-teacher"
+
+
+@dataclass
+class QuickstartConfig:
+    out_dir: str = "quickstart_out"
+    teacher: str = str(BUNDLED_TEACHER)
+    device: str = "cpu"
+    train_problems: int = 256
+    test_problems: int = 200
+    traj_temperature: float = 0.7
+    train_steps: int = 60
+    train_batch_size: int = 32
+    learning_rate: float = 1e-4
+    quality_delta: int = 4
+    speed_delta: int = 16
+    policy: str = "confidence"
+    thresholds: list = field(default_factory=lambda: [0.9, 0.7, 0.5])
+    tpf1_point: bool = False
+    baselines: bool = False
+    seeds: int = 1
+    batch_size: int = 256
+    seed: int = 0
+    threads: int | None = None
+
+
+class Stages:
+    """Prints each stage with the elapsed time and a remaining-time estimate from the stage weights."""
+
+    def __init__(self, weights: dict[str, float]):
+        self.weights, self.done, self.start, self.current = weights, 0.0, time.monotonic(), None
+        self.index, self.total = 0, len(weights)
+
+    def begin(self, name: str):
+        if self.current is not None:
+            self.done += self.weights[self.current]
+        self.current, self.index = name, self.index + 1
+        elapsed = time.monotonic() - self.start
+        total_w = sum(self.weights.values())
+        eta = "" if self.done == 0 else f", about {_fmt(elapsed / self.done * (total_w - self.done))} left"
+        print(f"\n==> [{self.index}/{self.total}] {name}  (elapsed {_fmt(elapsed)}{eta})", flush=True)
+
+    def end(self):
+        print(f"\n==> done in {_fmt(time.monotonic() - self.start)}", flush=True)
+
+
+def _fmt(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def testbed_task(teacher_dir: str):
+    """The arithmetic task with the difficulty the teacher was trained on (its testbed.json)."""
+    from ..tasks.arith import ArithSpec, ArithTask
+
+    meta = json.loads((Path(teacher_dir) / "testbed.json").read_text())
+    spec = ArithSpec(min_ops=meta["min_ops"], max_ops=meta["max_ops"])
+    return ArithTask(spec=spec, hint=meta.get("hint", "answer")), spec, meta
+
+
+def problems(spec, meta, n_train: int, n_test: int):
+    """Training problems (a prefix of the teacher's training split) and held-out test problems."""
+    from ..tasks.arith import make_splits
+
+    train, test = make_splits(n_train, max(n_test, meta.get("n_test", n_test)), seed=meta.get("data_seed", 0),
+                              spec=spec)
+    return train, test[:n_test]
+
+
+def build_trajectories(cfg: QuickstartConfig, task, train, meta, out: Path) -> Path:
+    from ..decoding import DecodeConfig
+    from ..models import load_model
+    from ..trajectories import generate_trajectories
+
+    model, tokenizer, family = load_model(cfg.teacher, dtype="float32", device=cfg.device)
+    L = meta["gen_length"]
+    decode = DecodeConfig(gen_length=L, block_length=meta["block_length"], policy="low_confidence", steps=L,
+                          temperature=cfg.traj_temperature, seed=cfg.seed)
+    path = out / "trajectories"
+    summary = generate_trajectories(model, tokenizer, family, task, train, decode, out_dir=path,
+                                    batch_size=cfg.batch_size, seed=cfg.seed, model_name="testbed-teacher")
+    print(f"trajectories: {summary.get('kept')} kept of {summary.get('samples')} "
+          f"(teacher accuracy with the hint {100 * summary.get('teacher_accuracy', 0):.1f}%)")
+    return path
+
+
+def train_student(cfg: QuickstartConfig, name: str, traj: Path, out: Path, seed: int, **tad) -> Path:
+    from ..distill import load_config, train
+
+    out_dir = out / "students" / f"{name}-s{seed}"
+    if (out_dir / "config.json").exists() and (out_dir / "model.safetensors").exists():
+        print(f"{name}: reusing {out_dir}")
+        return out_dir
+    config = load_config(None, None, model_name_or_path=cfg.teacher, train_data=str(traj), output_dir=str(out_dir),
+                         use_peft=False, model_dtype="float32", learning_rate=cfg.learning_rate,
+                         lr_scheduler_type="constant", per_device_train_batch_size=cfg.train_batch_size,
+                         max_steps=cfg.train_steps, logging_steps=max(1, cfg.train_steps // 6), save_strategy="no",
+                         seed=seed, use_cpu=cfg.device == "cpu", bf16=False, report_to="none",
+                         dataloader_num_workers=0, **tad)
+    train(config)
+    return out_dir
+
+
+def train_control(cfg: QuickstartConfig, task, train_examples, meta, out: Path, seed: int) -> Path:
+    """The equal-compute control: the pretraining objective continued on the same problems."""
+    from .pretrain import PretrainConfig, continue_pretraining
+
+    out_dir = out / "students" / f"control-s{seed}"
+    if (out_dir / "model.safetensors").exists():
+        print(f"control: reusing {out_dir}")
+        return out_dir
+    pc = PretrainConfig(output_dir=str(out_dir / "run"), learning_rate=cfg.learning_rate,
+                        lr_scheduler_type="constant", warmup_steps=0, per_device_train_batch_size=cfg.train_batch_size,
+                        max_steps=cfg.train_steps, gen_length=meta["gen_length"], block_length=meta["block_length"],
+                        hint=meta.get("hint", "answer"), accuracy_every=10**9, save_strategy="no", seed=seed,
+                        use_cpu=cfg.device == "cpu", bf16=False, logging_steps=max(1, cfg.train_steps // 6),
+                        save_dtype="float32", dataloader_num_workers=0)
+    return continue_pretraining(pc, cfg.teacher, task, train_examples, out_dir)
+
+
+def evaluate_model(cfg: QuickstartConfig, name: str, path, task, test, meta, out: Path) -> dict:
+    from ..decoding import DecodeConfig
+    from ..eval.runner import run_sweep
+    from ..models import load_model
+
+    model, tokenizer, family = load_model(path, dtype="float32", device=cfg.device)
+    base = DecodeConfig(gen_length=meta["gen_length"], block_length=meta["block_length"], policy=cfg.policy,
+                        threshold=cfg.thresholds[0], stop_at_eos=True, seed=cfg.seed)
+    points = [{"threshold": t} for t in cfg.thresholds]
+    results = run_sweep(model, tokenizer, family, task, test, base, points, out / "eval" / name,
+                        model_name=str(path), method=name, batch_size=cfg.batch_size)
+    if cfg.tpf1_point:
+        one = DecodeConfig(gen_length=meta["gen_length"], block_length=meta["block_length"],
+                           policy="low_confidence", stop_at_eos=True, seed=cfg.seed)
+        results = run_sweep(model, tokenizer, family, task, test, one, None, out / "eval" / name,
+                            model_name=str(path), method=name, batch_size=cfg.batch_size)
+    return results
+
+
+def accuracy_at_tpf(curve: list[tuple[float, float]], tpf: float) -> float | None:
+    """Accuracy interpolated linearly between the two sweep points around `tpf` (None outside the range)."""
+    for (t0, a0), (t1, a1) in zip(curve, curve[1:]):
+        if t0 <= tpf <= t1:
+            return a0 if t1 == t0 else a0 + (a1 - a0) * (tpf - t0) / (t1 - t0)
+    return curve[0][1] if len(curve) == 1 and abs(curve[0][0] - tpf) < 1e-9 else None
+
+
+def method_of(key: str) -> str:
+    """'tad-speed-s2' -> 'tad-speed' (seeded runs of one method are grouped)."""
+    head, _, tail = key.rpartition("-s")
+    return head if head and tail.isdigit() else key
+
+
+def summary_table(all_results: dict[str, dict], tpf_grid=(2, 4, 6, 8, 10)) -> tuple[str, dict]:
+    """Markdown tables: each sweep point (accuracy @ TPF) and AUP per run (y_max = best accuracy of any
+    run), then per method the mean and spread over seeds of AUP and of accuracy at matched TPF."""
+    import statistics
+
+    from ..eval.aup import aup_table
+
+    curves = {name: sorted((r["aggregate"]["tpf"], r["aggregate"]["accuracy"]) for r in res["runs"])
+              for name, res in all_results.items()}
+    aups = aup_table(curves)
+    width = max(len(c) for c in curves.values())
+    lines = ["| run | " + " | ".join(f"point {i + 1}: acc % @ TPF" for i in range(width)) + " | AUP |",
+             "|" + "---|" * (width + 2)]
+    for name, pts in curves.items():
+        cells = [f"{acc:.1f} @ {tpf:.2f}" for tpf, acc in pts] + [""] * (width - len(pts))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {aups[name]:.1f} |")
+    groups: dict[str, list[str]] = {}
+    for name in curves:
+        groups.setdefault(method_of(name), []).append(name)
+    per_method = {}
+    lines += ["", "| method | runs | AUP mean ± sd | " + " | ".join(f"acc % @ TPF {t}" for t in tpf_grid) + " |",
+              "|" + "---|" * (3 + len(tpf_grid))]
+    for method, names in groups.items():
+        values = [aups[n] for n in names]
+        at = {t: [a for a in (accuracy_at_tpf(curves[n], t) for n in names) if a is not None] for t in tpf_grid}
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        per_method[method] = {"aup_mean": statistics.fmean(values), "aup_sd": sd, "runs": names,
+                              "acc_at_tpf": {t: (statistics.fmean(v) if v else None) for t, v in at.items()}}
+        cells = [f"{statistics.fmean(v):.1f}" if v else "–" for v in at.values()]
+        lines.append(f"| {method} | {len(names)} | {statistics.fmean(values):.1f} ± {sd:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), {"curves": curves, "aup": aups, "methods": per_method}
+
+
+def run(cfg: QuickstartConfig) -> dict:
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quickstart_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    methods = ["tad-quality", "tad-speed"] + (["control", "ce-only"] if cfg.baselines else [])
+    weights = {"load teacher and problems": 0.2, "teacher trajectories": 2.0}
+    weights.update({f"train {m}": 2.5 * cfg.seeds for m in methods})
+    weights.update({"evaluate teacher": 1.2}, **{f"evaluate {m}": 1.2 * cfg.seeds for m in methods})
+    weights["report"] = 0.2
+    stages = Stages(weights)
+
+    stages.begin("load teacher and problems")
+    task, spec, meta = testbed_task(cfg.teacher)
+    train_examples, test = problems(spec, meta, cfg.train_problems, cfg.test_problems)
+    print(f"teacher {cfg.teacher}: {meta.get('parameters', 0) / 1e6:.2f}M parameters; "
+          f"{len(train_examples)} training problems, {len(test)} test problems; device {cfg.device}")
+
+    stages.begin("teacher trajectories")
+    traj = build_trajectories(cfg, task, train_examples, meta, out)
+
+    students: dict[str, Path] = {}
+    for m in methods:
+        stages.begin(f"train {m}")
+        for s in range(cfg.seeds):
+            seed = cfg.seed + s
+            key = m if cfg.seeds == 1 else f"{m}-s{seed}"
+            if m == "tad-quality":
+                students[key] = train_student(cfg, m, traj, out, seed, delta=cfg.quality_delta, loss_mode="tad")
+            elif m == "tad-speed":
+                students[key] = train_student(cfg, m, traj, out, seed, delta=cfg.speed_delta, loss_mode="tad")
+            elif m == "ce-only":
+                students[key] = train_student(cfg, m, traj, out, seed, delta=cfg.quality_delta, loss_mode="ce_only")
+            else:
+                students[key] = train_control(cfg, task, train_examples, meta, out, seed)
+
+    all_results = {}
+    stages.begin("evaluate teacher")
+    all_results["teacher"] = evaluate_model(cfg, "teacher", cfg.teacher, task, test, meta, out)
+    for m in methods:
+        stages.begin(f"evaluate {m}")
+        for key in [k for k in students if k == m or k.startswith(m + "-s")]:
+            all_results[key] = evaluate_model(cfg, key, students[key], task, test, meta, out)
+
+    stages.begin("report")
+    from ..eval.report import report_main
+
+    table, numbers = summary_table(all_results)
+    report = report_main([out / "eval"], out / "report", n_boot=200)
+    combined = {"config": asdict(cfg), "teacher_meta": meta, "methods": all_results, "summary": numbers,
+                "report": {k: v for k, v in report.items() if isinstance(v, str)}}
+    (out / "results.json").write_text(json.dumps(combined, indent=1, default=str))
+    (out / "results.md").write_text(table + "\n")
+    print("\n" + table)
+    print(f"\nreport: {out / 'report'} (report.md, accuracy_vs_tpf.png, aup_bar.png); all numbers: {out / 'results.json'}")
+    stages.end()
+    return combined
+
+
+def main_quickstart(argv=None) -> int:
+    defaults = QuickstartConfig()
+    p = argparse.ArgumentParser(prog="tad quickstart", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out-dir", default=defaults.out_dir)
+    p.add_argument("--teacher", default=defaults.teacher, help="testbed teacher checkpoint (default: bundled)")
+    p.add_argument("--device", default=defaults.device)
+    p.add_argument("--train-problems", type=int, default=defaults.train_problems)
+    p.add_argument("--test-problems", type=int, default=defaults.test_problems)
+    p.add_argument("--train-steps", type=int, default=defaults.train_steps)
+    p.add_argument("--train-batch-size", type=int, default=defaults.train_batch_size)
+    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    p.add_argument("--quality-delta", type=int, default=defaults.quality_delta)
+    p.add_argument("--speed-delta", type=int, default=defaults.speed_delta)
+    p.add_argument("--thresholds", default=",".join(map(str, defaults.thresholds)),
+                   help="comma-separated confidence thresholds of the sweep")
+    p.add_argument("--tpf1-point", action="store_true", help="also evaluate one token per step (TPF 1)")
+    p.add_argument("--baselines", action="store_true", help="add the control and CE-only students")
+    p.add_argument("--seeds", type=int, default=defaults.seeds)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    a = p.parse_args(argv)
+    thresholds = [float(t) for t in a.thresholds.split(",") if t.strip()]
+    if not thresholds:
+        p.error("--thresholds needs at least one value")
+    cfg = QuickstartConfig(out_dir=a.out_dir, teacher=a.teacher, device=a.device, train_problems=a.train_problems,
+                           test_problems=a.test_problems, train_steps=a.train_steps,
+                           train_batch_size=a.train_batch_size, learning_rate=a.learning_rate,
+                           quality_delta=a.quality_delta, speed_delta=a.speed_delta, thresholds=thresholds,
+                           tpf1_point=a.tpf1_point, baselines=a.baselines, seeds=a.seeds, batch_size=a.batch_size,
+                           seed=a.seed, threads=a.threads)
+    if not (Path(cfg.teacher) / "testbed.json").exists():
+        p.error(f"{cfg.teacher} is not a testbed teacher (no testbed.json); train one with `tad pretrain`")
+    run(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_quickstart())
