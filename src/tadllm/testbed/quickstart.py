@@ -29,15 +29,15 @@ class QuickstartConfig:
     teacher: str = str(BUNDLED_TEACHER)
     device: str = "cpu"
     train_problems: int = 256
-    test_problems: int = 200
+    test_problems: int = 300
     traj_temperature: float = 0.7
-    train_steps: int = 60
+    train_steps: int = 100
     train_batch_size: int = 32
     learning_rate: float = 1e-4
     quality_delta: int = 4
     speed_delta: int = 16
     policy: str = "confidence"
-    thresholds: list = field(default_factory=lambda: [0.9, 0.7, 0.5])
+    thresholds: list = field(default_factory=lambda: [0.999, 0.99, 0.95, 0.9, 0.7])
     tpf1_point: bool = False
     baselines: bool = False
     seeds: int = 1
@@ -172,7 +172,7 @@ def method_of(key: str) -> str:
     return head if head and tail.isdigit() else key
 
 
-def summary_table(all_results: dict[str, dict], tpf_grid=(2, 4, 6, 8, 10)) -> tuple[str, dict]:
+def summary_table(all_results: dict[str, dict], tpf_grid=(4, 8, 12, 16)) -> tuple[str, dict]:
     """Markdown tables: each sweep point (accuracy @ TPF) and AUP per run (y_max = best accuracy of any
     run), then per method the mean and spread over seeds of AUP and of accuracy at matched TPF."""
     import statistics

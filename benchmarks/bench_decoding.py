@@ -1,0 +1,207 @@
+"""Decoding throughput: no cache vs prefix vs dual KV cache, at equal tokens per forward (TPF).
+
+    python benchmarks/bench_decoding.py --out runs/bench            # GPU: ~1.65B random LLaDA, bf16
+    python benchmarks/bench_decoding.py --small --out runs/bench    # CPU smoke run (tiny model)
+
+The model is a LLaDA-architecture model with random weights (d_model 2048, 22 layers, 16 heads, MLP 5632,
+vocabulary 126464, ~1.65B parameters). Every configuration decodes `gen_length` positions with the
+fixed-count `low_confidence` policy (`steps = gen_length / 2`), so every mode spends exactly the same number
+of forward passes (TPF = gen_length / steps) and only the cost of a forward differs. With random weights the
+*tokens* of the cached runs differ from the uncached ones (the cache is an approximation; `match` reports the
+fraction of equal tokens); only speed is measured here.
+
+For each batch size and mode:
+- `tok/s`: generated positions per second (batch x gen_length / wall time, median of `--repeat` runs);
+- `x none`: tok/s relative to no cache at the same batch size;
+- `fwd ms`: mean time of one model forward inside the loop (measured in a separate run that synchronises the
+  device before and after each forward, so it is the forward alone on the loop's exact inputs), split into
+  refresh (full) and cached forwards in the JSON;
+- `loop ms`: the rest of a step (policy, bookkeeping, host syncs) = wall per step - forward per step;
+- `roof%` (batch 1): weight bytes per forward / forward time / peak HBM bandwidth (3.0e12 B/s for H100,
+  4.8e12 for H200, from torch.cuda.get_device_name), i.e. the fraction of the memory-bandwidth roofline.
+`--compile` wraps the model in torch.compile (dynamic=False) first; the compile time is reported
+separately (prefix cache changes shapes at every block, so it recompiles; use it with --modes none dual).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from common import (BIG_LLADA, SMALL_LLADA, device_info, median, num_params, pick_device,  # noqa: E402
+                    random_llada, sync, table, write_json)
+
+from tadllm.decoding import DecodeConfig, generate  # noqa: E402
+
+
+class TimedModel(nn.Module):
+    """Synchronises the device around each forward and records its time and kind (refresh / cached / full).
+    Unwraps like a peft model so that the decoding loop's cache-support check sees the LLaDA inside."""
+
+    def __init__(self, model, device):
+        super().__init__()
+        self.inner = model
+        self.device_ = device
+        self.records: list[tuple[str, float, int, int]] = []
+
+    @property
+    def config(self):
+        return self.inner.config
+
+    def get_base_model(self):
+        return getattr(self.inner, "_orig_mod", self.inner)
+
+    def forward(self, input_ids, **kwargs):
+        sync(self.device_)
+        t0 = time.perf_counter()
+        out = self.inner(input_ids, **kwargs)
+        sync(self.device_)
+        kind = "refresh" if kwargs.get("use_cache") else ("cached" if kwargs.get("kv_cache") else "full")
+        self.records.append((kind, time.perf_counter() - t0, input_ids.shape[0], input_ids.shape[1]))
+        return out
+
+
+def weight_bytes(model) -> int:
+    """Bytes of parameters one forward reads: every weight except the input embedding table (a lookup reads
+    only the rows of the input tokens)."""
+    wte = model.get_input_embeddings().weight
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p is not wte)
+
+
+def make_prompts(batch: int, length: int, vocab: int, mask_id: int, seed: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, min(vocab, 120000), (batch, length), generator=g)
+    ids[ids == mask_id] = 2
+    return ids.tolist()
+
+
+def run(args) -> dict:
+    device = pick_device(args.device, args.small)
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    cfg_kwargs = dict(SMALL_LLADA if args.small else BIG_LLADA)
+    t0 = time.perf_counter()
+    model, family = random_llada(cfg_kwargs, device, dtype)
+    build_s = time.perf_counter() - t0
+    base = model
+    info = device_info(device)
+    wbytes = weight_bytes(base)
+    compile_s = None
+    if args.compile:
+        model = torch.compile(model, dynamic=False, mode=args.compile_mode)
+    L, bl = args.gen_length, args.block_length
+    steps = args.steps or L // 2
+    results = []
+    for batch in args.batch_sizes:
+        prompts = make_prompts(batch, args.prompt_length, cfg_kwargs["vocab_size"], family.mask_token_id, batch)
+        reference_tokens = None
+        base_tps = None
+        for mode in args.modes:
+            cfg = DecodeConfig(gen_length=L, block_length=bl, policy="low_confidence", steps=steps,
+                               temperature=0.0, stop_at_eos=False, use_cache=mode)
+            # warm-up (allocator, kernels; compile on the first call)
+            sync(device)
+            w0 = time.perf_counter()
+            generate(model, family, prompts, cfg)
+            sync(device)
+            warm_s = time.perf_counter() - w0
+            if args.compile and compile_s is None:
+                compile_s = warm_s
+            walls, out = [], None
+            for _ in range(args.repeat):
+                sync(device)
+                t = time.perf_counter()
+                out = generate(model, family, prompts, cfg)
+                sync(device)
+                walls.append(time.perf_counter() - t)
+            wall = median(walls)
+            nfe = int(out.nfe.max())
+            timed_model = TimedModel(model, device)
+            generate(timed_model, family, prompts, cfg)
+            recs = timed_model.records
+            fwd_total = sum(r[1] for r in recs)
+            by_kind = {}
+            for kind in ("full", "refresh", "cached"):
+                ts = [r[1] for r in recs if r[0] == kind]
+                if ts:
+                    widths = sorted({r[3] for r in recs if r[0] == kind})
+                    by_kind[kind] = {"count": len(ts), "mean_ms": 1e3 * sum(ts) / len(ts),
+                                     "query_lengths": widths}
+            fwd_ms = 1e3 * fwd_total / len(recs)
+            step_ms = 1e3 * wall / nfe
+            tps = batch * L / wall
+            if mode == "none":
+                base_tps, reference_tokens = tps, out.tokens
+            row = {
+                "batch": batch, "mode": mode, "gen_length": L, "block_length": bl, "steps": steps,
+                "prompt_length": args.prompt_length, "nfe": nfe, "tpf": L / nfe,
+                "wall_s": wall, "wall_all_s": walls, "warmup_s": warm_s, "tok/s": tps,
+                "x none": None if base_tps is None else tps / base_tps,
+                "step ms": step_ms, "fwd ms": fwd_ms, "loop ms": step_ms - fwd_ms,
+                "fwd share": fwd_ms / step_ms, "forwards": by_kind,
+                "match": None if reference_tokens is None else float((out.tokens == reference_tokens).float().mean()),
+            }
+            if batch == 1 and info.get("peak_bandwidth_Bps"):
+                row["roof%"] = 100.0 * wbytes / (fwd_ms / 1e3) / info["peak_bandwidth_Bps"]
+                for kind, k in by_kind.items():
+                    k["roofline_fraction"] = wbytes / (k["mean_ms"] / 1e3) / info["peak_bandwidth_Bps"]
+            results.append(row)
+            print(f"batch {batch:3d} {mode:6s}: {tps:9.1f} tok/s  TPF {L / nfe:.2f}  step {step_ms:7.2f} ms "
+                  f"(forward {fwd_ms:7.2f} ms, loop {step_ms - fwd_ms:6.2f} ms)  warm-up {warm_s:.1f}s", flush=True)
+    return {
+        "benchmark": "decoding", "small": args.small, "compile": args.compile,
+        "compile_mode": args.compile_mode if args.compile else None, "compile_warmup_s": compile_s,
+        "model": {**cfg_kwargs, "parameters": num_params(base), "dtype": str(dtype),
+                  "weight_bytes_per_forward": wbytes, "build_s": build_s},
+        "device": info, "results": results,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/bench", help="folder for the JSON result")
+    p.add_argument("--small", action="store_true", help="tiny model on CPU (smoke run)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None)
+    p.add_argument("--modes", nargs="+", default=["none", "prefix", "dual"], choices=["none", "prefix", "dual"])
+    p.add_argument("--gen-length", type=int, default=None)
+    p.add_argument("--block-length", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="decoding steps (default gen_length / 2: TPF 2)")
+    p.add_argument("--prompt-length", type=int, default=None)
+    p.add_argument("--repeat", type=int, default=2, help="timed runs per configuration (median)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (dynamic=False)")
+    p.add_argument("--compile-mode", default="default",
+                   help="torch.compile mode: default | reduce-overhead | max-autotune-no-cudagraphs")
+    p.add_argument("--name", default=None, help="JSON file name (default decoding[_compile][_small].json)")
+    args = p.parse_args(argv)
+    small_defaults = dict(batch_sizes=[1, 4], gen_length=32, block_length=8, prompt_length=16)
+    big_defaults = dict(batch_sizes=[1, 16], gen_length=256, block_length=32, prompt_length=64)
+    for key, value in (small_defaults if args.small else big_defaults).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if "none" in args.modes:  # the ratio column needs the baseline first
+        args.modes = ["none"] + [m for m in args.modes if m != "none"]
+    result = run(args)
+    name = args.name or "decoding" + ("_compile" if args.compile else "") + ("_small" if args.small else "") + ".json"
+    path = write_json(args.out, name, result)
+    cols = ["batch", "mode", "tpf", "tok/s", "x none", "step ms", "fwd ms", "loop ms", "match"]
+    if any("roof%" in r for r in result["results"]):
+        cols.append("roof%")
+    model = result["model"]
+    title = (f"decoding: {model['parameters'] / 1e9:.2f}B-param random LLaDA, {model['dtype']}, "
+             f"{result['device'].get('gpu', result['device']['device'])}, gen {args.gen_length}, "
+             f"block {args.block_length}, steps {args.steps or args.gen_length // 2}, prompt {args.prompt_length}"
+             + (f", torch.compile ({args.compile_mode}; first call {result['compile_warmup_s']:.1f}s)"
+                if args.compile else "") + f"  -> {path}")
+    print(table(result["results"], cols, title))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
