@@ -145,8 +145,8 @@ def main(argv=None) -> int:
     print(f"Estimated peak GiB per GPU: seq {args.seq}, micro-batch {args.micro_batch}, LoRA r={args.lora_r} "
           f"on every linear layer of the blocks, bf16 (FSDP: fp32 shards + bf16 compute).\n")
     for recipe, arch in RECIPES.items():
-        print(f"### {recipe} ({arch.name}: {arch.params() / 1e9:.2f}B params, LoRA {arch.lora_params(args.lora_r) / 1e6:.0f}M)"
-              "\n")
+        lora_m = arch.lora_params(args.lora_r) / 1e6
+        print(f"### {recipe} ({arch.name}: {arch.params() / 1e9:.2f}B params, LoRA {lora_m:.0f}M)\n")
         print(table(arch, **kw))
         print(f"\nbreakdown, zero2 on 8 GPUs with checkpointing (GiB): {breakdown(arch, **kw)}")
         print(f"breakdown, ddp on 1 GPU without checkpointing (GiB): "

@@ -84,6 +84,7 @@ def resolve_family(config, tokenizer=None, mask_token_id: int | None = None, shi
                    native: bool = False) -> ModelFamily:
     """Build the family of a checkpoint from its config and tokenizer (explicit arguments win)."""
     model_type = getattr(config, "model_type", None) or "generic"
+    kind = str(model_type).lower()  # the reference Dream checkpoints say "Dream"
     mask = _first(
         mask_token_id,
         getattr(config, "mask_token_id", None),
@@ -101,12 +102,14 @@ def resolve_family(config, tokenizer=None, mask_token_id: int | None = None, shi
     eot = _token_id(tokenizer, EOT_TOKEN_NAMES)
     if eot == eos:
         eot = None
-    if model_type == "llada":
+    if kind == "llada":
         return ModelFamily("llada", mask, eos, pad, eot, shift_logits=bool(shift_logits),
                            lora_target_modules=list(LLADA_LORA_TARGETS), supports_position_ids=native)
-    if model_type == "dream":
+    if kind == "dream":
+        # Dream's forward (native, and the reference remote code) takes `position_ids`; its own sampler
+        # passes positions that skip the left padding, so the engine does too.
         return ModelFamily("dream", mask, eos, pad, eot,
                            shift_logits=True if shift_logits is None else shift_logits,
-                           lora_target_modules=list(QWEN2_LORA_TARGETS), supports_position_ids=native)
+                           lora_target_modules=list(QWEN2_LORA_TARGETS), supports_position_ids=True)
     shift = shift_logits if shift_logits is not None else bool(getattr(config, "shift_logits", False))
     return ModelFamily(model_type, mask, eos, pad, eot, shift_logits=shift, lora_target_modules=["all-linear"])
