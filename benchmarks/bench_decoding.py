@@ -82,7 +82,8 @@ def make_prompts(batch: int, length: int, vocab: int, mask_id: int, seed: int) -
     return ids.tolist()
 
 
-def run(args) -> dict:
+def run(args, save=None) -> dict:
+    """All configurations; `save(partial_result)` is called after each one (a time limit keeps what ran)."""
     device = pick_device(args.device, args.small)
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     cfg_kwargs = dict(SMALL_LLADA if args.small else BIG_LLADA)
@@ -93,11 +94,21 @@ def run(args) -> dict:
     info = device_info(device)
     wbytes = weight_bytes(base)
     compile_s = None
+    results = []
+
+    def snapshot():
+        return {
+            "benchmark": "decoding", "small": args.small, "compile": args.compile,
+            "compile_mode": args.compile_mode if args.compile else None, "compile_warmup_s": compile_s,
+            "model": {**cfg_kwargs, "parameters": num_params(base), "dtype": str(dtype),
+                      "weight_bytes_per_forward": wbytes, "build_s": build_s},
+            "device": info, "results": results,
+        }
+
     if args.compile:
         model = torch.compile(model, dynamic=False, mode=args.compile_mode)
     L, bl = args.gen_length, args.block_length
     steps = args.steps or L // 2
-    results = []
     for batch in args.batch_sizes:
         prompts = make_prompts(batch, args.prompt_length, cfg_kwargs["vocab_size"], family.mask_token_id, batch)
         reference_tokens = None
@@ -152,15 +163,11 @@ def run(args) -> dict:
                 for kind, k in by_kind.items():
                     k["roofline_fraction"] = wbytes / (k["mean_ms"] / 1e3) / info["peak_bandwidth_Bps"]
             results.append(row)
+            if save is not None:
+                save(snapshot())
             print(f"batch {batch:3d} {mode:6s}: {tps:9.1f} tok/s  TPF {L / nfe:.2f}  step {step_ms:7.2f} ms "
                   f"(forward {fwd_ms:7.2f} ms, loop {step_ms - fwd_ms:6.2f} ms)  warm-up {warm_s:.1f}s", flush=True)
-    return {
-        "benchmark": "decoding", "small": args.small, "compile": args.compile,
-        "compile_mode": args.compile_mode if args.compile else None, "compile_warmup_s": compile_s,
-        "model": {**cfg_kwargs, "parameters": num_params(base), "dtype": str(dtype),
-                  "weight_bytes_per_forward": wbytes, "build_s": build_s},
-        "device": info, "results": results,
-    }
+    return snapshot()
 
 
 def main(argv=None) -> int:
@@ -187,8 +194,8 @@ def main(argv=None) -> int:
             setattr(args, key, value)
     if "none" in args.modes:  # the ratio column needs the baseline first
         args.modes = ["none"] + [m for m in args.modes if m != "none"]
-    result = run(args)
     name = args.name or "decoding" + ("_compile" if args.compile else "") + ("_small" if args.small else "") + ".json"
+    result = run(args, save=lambda partial: write_json(args.out, name, partial))
     path = write_json(args.out, name, result)
     cols = ["batch", "mode", "tpf", "tok/s", "x none", "step ms", "fwd ms", "loop ms", "match"]
     if any("roof%" in r for r in result["results"]):

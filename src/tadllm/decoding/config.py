@@ -21,6 +21,11 @@ class DecodeConfig:
     - `multi_block`: pipelined decoding (d3LLM): block j+1 opens once block j is `block_add_threshold`
       decoded and starts revealing tokens once block j is `decoded_token_threshold` decoded.
     - `stop_at_eos`: finish a sample once a stop token is revealed and everything before it is revealed.
+    - `use_cache`: `none` (exact; the release's setting), or Fast-dLLM style KV caching for native LLaDA
+      models (`tadllm.decoding.cache`): `prefix` reuses the keys/values of the positions before the current
+      block, `dual` also those after it (the current window). The cache is refreshed by a full forward
+      (counted as a step, its logits used) whenever a row's current block changes. An approximation that
+      trades a little accuracy for speed; the number of forward passes is unchanged for a given decoding.
     """
 
     gen_length: int = 256

@@ -5,6 +5,11 @@ pass over the rows that are not finished, proposes a token for each masked posit
 chooses the positions to reveal (a block schedule composed with an unmasking policy) and writes them.
 It records for every generated position the step at which it was revealed (`reveal_step`, 1-based), so a
 run is also a compact trajectory. Finished rows drop out of the forward pass.
+
+With `config.use_cache` = prefix / dual (native LLaDA only), the forward of a step goes through
+`cache.BlockKVCache`: a full forward (refresh) when a row's current block changed, else a forward over the
+current block to the end (prefix) or over the current window only (dual) against cached keys/values. Each row
+still runs exactly one forward per step, so `nfe` is exact either way.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 
 from ..models.family import ModelFamily, aligned_logits
 from . import policies
+from .cache import BlockKVCache, check_cache_support, scatter_window
 from .config import DecodeConfig
 from .schedule import BlockState, first_unfinished_block, multi_block_regions, semi_ar_regions
 
@@ -96,6 +102,7 @@ def generate(model, family: ModelFamily, prompts: list[list[int]], config: Decod
     """
     config.validate()
     _check_prompts(prompts, model, config)
+    check_cache_support(model, family, config.use_cache)
     start = time.perf_counter()
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     size = batch_size or len(prompts)
@@ -136,6 +143,10 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
     steps_per_block = (config.steps // config.num_blocks) if config.steps else None
     generator = torch.Generator(device=device).manual_seed(seed)
     stop_ids = family.stop_token_ids
+    cache = None
+    if config.use_cache != "none":
+        check_cache_support(model, family, config.use_cache)
+        cache = BlockKVCache(config.use_cache, P, L, attn, positions)
     step = 0
     while not bool(done.all()):
         step += 1
@@ -151,11 +162,28 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
         # Only the columns some row may reveal need the vocabulary-sized softmax.
         cols = active.any(0).nonzero().squeeze(1)
         lo, hi = int(cols.min()), int(cols.max()) + 1
-        out = model(x[rows], attention_mask=attn[rows],
-                    **({"position_ids": positions[rows]} if positions is not None else {}))
-        logits = aligned_logits(out.logits, family)[:, P + lo:P + hi]
-        nfe[rows] += 1
-        cand, conf, ent = policies.propose(logits, family.mask_token_id, config.temperature, generator)
+        if cache is None:
+            out = model(x[rows], attention_mask=attn[rows],
+                        **({"position_ids": positions[rows]} if positions is not None else {}))
+            logits = aligned_logits(out.logits, family)[:, P + lo:P + hi]
+            nfe[rows] += 1
+            cand, conf, ent = policies.propose(logits, family.mask_token_id, config.temperature, generator)
+        else:
+            # The cache's window: the first unfinished block up to the last opened block (multi_block) or
+            # the end of that block (semi-AR); every active position lies inside it.
+            cur = first_unfinished_block(masked, bl)
+            win_start = cur * bl
+            win_end = new_state.opened * bl if config.multi_block else win_start + bl
+            win_logits, start = cache.window_logits(model, x, rows, cur, win_start, win_end)
+            nfe[rows] += 1
+            if start is not None:  # one window start for all rows: columns lo..hi are a slice of it
+                cand, conf, ent = policies.propose(win_logits[:, lo - start:hi - start], family.mask_token_id,
+                                                   config.temperature, generator)
+            else:
+                cand, conf, ent = policies.propose(win_logits, family.mask_token_id, config.temperature, generator)
+                cand = scatter_window(cand, win_start, lo, hi, family.mask_token_id)
+                conf = scatter_window(conf, win_start, lo, hi, 0.0)
+                ent = scatter_window(ent, win_start, lo, hi, 0.0)
         act, frc = active[:, lo:hi], forced[:, lo:hi]
         if config.policy == "confidence":
             chosen = policies.select_confidence(conf, act, frc, config.threshold)

@@ -1,0 +1,190 @@
+"""Fast-dLLM style KV caching for the decoding loop (native LLaDA only).
+
+Without a cache every step runs the model over the whole sequence `[prompt ; generation]`. With a cache,
+each row keeps the rotated keys/values of one *refresh* forward and later steps only run the positions
+that still change:
+
+- **refresh**: when a row's current block (the first block that still has masks) differs from the block
+  its cache was built for — at the first step, and at the step after a block completes — the row runs one
+  full forward with `use_cache=True`. Its logits are used for that step's reveal (as in Fast-dLLM), so it
+  counts as an ordinary forward pass (NFE), and its keys/values of every position are stored.
+- **prefix** cache: the other steps run only the positions from the current block's start to the end of
+  the sequence; the positions before the block attend through the stored keys/values.
+- **dual** cache: the other steps run only the current window (the current block; with `multi_block`, the
+  current block up to the last opened block); the positions before *and after* it come from the cache.
+
+This is an approximation: cached keys/values were computed when the current block (and, for dual, the
+suffix) still held other tokens, exactly the trade Fast-dLLM makes. With one transformer layer the
+approximation is exact, since layer-0 keys/values depend only on their own token.
+
+The state is per row, so a batch whose rows are at different blocks is handled correctly: in one step the
+rows that need a refresh run one full forward together, the others one cached forward together (every row
+still runs exactly one forward per step). Rows whose cached windows differ in start or length are padded
+to the longest window; padded query positions and cached positions that are not part of a row's context
+are removed with the key mask, so each row computes exactly what it would alone.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CACHE_MODES = ("prefix", "dual")
+
+
+def _base_model(model):
+    """The module under torch.compile / peft wrappers."""
+    seen = set()
+    while id(model) not in seen:
+        seen.add(id(model))
+        if hasattr(model, "_orig_mod"):  # torch.compile
+            model = model._orig_mod
+            continue
+        get_base = getattr(model, "get_base_model", None)  # peft
+        if callable(get_base):
+            base = get_base()
+            if base is not model:
+                model = base
+                continue
+    return model
+
+
+def check_cache_support(model, family, mode: str) -> None:
+    """Raise ValueError when `mode` is a cache mode and `model` cannot run it."""
+    if mode == "none":
+        return
+    if mode not in CACHE_MODES:
+        raise ValueError(f"use_cache must be none, prefix or dual, got {mode!r}")
+    from ..models.llada import LLaDAModelLM
+
+    base = _base_model(model)
+    if not isinstance(base, LLaDAModelLM):
+        raise ValueError(
+            f"use_cache={mode!r} needs a native LLaDA model (tadllm.models.llada.LLaDAModelLM, loaded without "
+            f"remote code); this model is {type(base).__name__} (family {getattr(family, 'name', '?')!r}), "
+            f"which has no KV-cache support in tadllm. Use use_cache='none' (CLI: --use-cache none).")
+    if getattr(family, "shift_logits", False):
+        raise ValueError(f"use_cache={mode!r} does not support shifted-logit families (family "
+                         f"{family.name!r} has shift_logits=True); use use_cache='none'")
+
+
+class BlockKVCache:
+    """Per-row Fast-dLLM cache state of one decoding batch.
+
+    `prompt_len` P and `gen_len` L: the batch is `(B, P + L)` with the generation at columns `P..P+L-1`.
+    `attention_mask` (B, P + L) covers the left padding; `positions` (B, P + L) are the RoPE positions the
+    uncached forward uses (None = 0..T-1, the model's default).
+    """
+
+    def __init__(self, mode: str, prompt_len: int, gen_len: int, attention_mask: torch.Tensor,
+                 positions: torch.Tensor | None = None):
+        if mode not in CACHE_MODES:
+            raise ValueError(f"cache mode must be one of {CACHE_MODES}, got {mode!r}")
+        self.mode = mode
+        self.P, self.L = prompt_len, gen_len
+        B, T = attention_mask.shape
+        self.B, self.T = B, T
+        self.attn = attention_mask.long()
+        self.key_ok = attention_mask.bool()
+        if positions is None:
+            positions = torch.arange(T, device=attention_mask.device).expand(B, T)
+        self.positions = positions
+        self.block = torch.full((B,), -1, dtype=torch.long, device=attention_mask.device)
+        self.keys: list[torch.Tensor] | None = None  # per layer (B, kv_heads, T, head_dim)
+        self.values: list[torch.Tensor] | None = None
+        # statistics: forwards per row of each kind (refresh + cached = NFE of the row)
+        self.refreshes = torch.zeros(B, dtype=torch.long, device=attention_mask.device)
+        self.cached = torch.zeros(B, dtype=torch.long, device=attention_mask.device)
+
+    # ------------------------------------------------------------------------------------------ API
+    def window_logits(self, model, x: torch.Tensor, rows: torch.Tensor, block: torch.Tensor,
+                      win_start: torch.Tensor, win_end: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+        """One forward for each of `rows` (sorted indices into the batch). Returns `(logits, start)`:
+        logits (R, W, V) where `[r, j]` predicts generation column `win_start[r] + j`, W = max(win_end -
+        win_start), and `start` = the common window start when every row has the same one, else None.
+
+        `block` (R,) is each row's current block (the cache is rebuilt where it changed); `win_start`,
+        `win_end` (R,) the generation columns the row may reveal this step. Columns j >= win_end - win_start
+        of a row hold unspecified (finite) values.
+        """
+        R = rows.numel()
+        need = self.block[rows] != block
+        n_need, ws_min, ws_max, W = (int(v) for v in torch.stack(
+            [need.sum(), win_start.min(), win_start.max(), (win_end - win_start).max()]).tolist())
+        if n_need == R:
+            logits = self._refresh(model, x, rows, win_start, W)
+        elif n_need == 0:
+            logits = self._cached(model, x, rows, win_start, win_end, W, ws_min, ws_max)
+        else:
+            fresh, keep = need.nonzero().squeeze(1), (~need).nonzero().squeeze(1)
+            lf = self._refresh(model, x, rows[fresh], win_start[fresh], W)
+            ws_keep = win_start[keep]
+            lo_k, hi_k = (int(v) for v in torch.stack([ws_keep.min(), ws_keep.max()]).tolist())
+            lk = self._cached(model, x, rows[keep], ws_keep, win_end[keep], W, lo_k, hi_k)
+            logits = lf.new_empty((R,) + tuple(lf.shape[1:]))
+            logits[fresh], logits[keep] = lf, lk
+        self.block[rows] = block
+        return logits, (ws_min if ws_min == ws_max else None)
+
+    # ------------------------------------------------------------------------------------ internals
+    def _refresh(self, model, x, rows, win_start, W):
+        n = rows.numel()
+        out = model(x[rows], attention_mask=self.attn[rows], position_ids=self.positions[rows], use_cache=True)
+        self._store(rows, out.kv_cache)
+        self.refreshes[rows] += 1
+        cols = (self.P + win_start[:, None] + torch.arange(W, device=x.device)).clamp_max(self.T - 1)
+        return out.logits[torch.arange(n, device=x.device)[:, None], cols]
+
+    def _store(self, rows, kv):
+        everything = rows.numel() == self.B
+        if self.keys is None:
+            if everything:
+                self.keys, self.values = [k for k, _ in kv], [v for _, v in kv]
+                return
+            self.keys = [k.new_zeros((self.B,) + tuple(k.shape[1:])) for k, _ in kv]
+            self.values = [v.new_zeros((self.B,) + tuple(v.shape[1:])) for _, v in kv]
+        for i, (k, v) in enumerate(kv):
+            if everything:
+                self.keys[i], self.values[i] = k, v
+            else:
+                self.keys[i].index_copy_(0, rows, k)
+                self.values[i].index_copy_(0, rows, v)
+
+    def _cached(self, model, x, rows, win_start, win_end, W, ws_min, ws_max):
+        P, L, T = self.P, self.L, self.T
+        device = x.device
+        if self.mode == "prefix":  # queries: block start .. end of the sequence; keys: cached prefix
+            Lq, K = L - ws_min, P + ws_max
+            q_end = torch.full_like(win_start, L)
+        else:  # dual: queries: the window; keys: everything else from the cache
+            Lq, K = W, T
+            q_end = win_end
+        gen_col = win_start[:, None] + torch.arange(Lq, device=device)  # (n, Lq)
+        q_ok = gen_col < q_end[:, None]
+        idx = (P + gen_col).clamp_max(T - 1)
+        ids = x[rows].gather(1, idx)
+        pos = self.positions[rows].gather(1, idx)
+        k_abs = torch.arange(K, device=device)
+        ctx = k_abs[None, :] < (P + win_start)[:, None]
+        if self.mode == "dual":
+            ctx = ctx | (k_abs[None, :] >= (P + win_end)[:, None])
+        key_ok = self.key_ok[rows, :K] & ctx
+        mask = torch.cat([key_ok, q_ok], dim=1).long()
+        if rows.numel() == self.B:
+            past = [(k[:, :, :K], v[:, :, :K], None, None) for k, v in zip(self.keys, self.values)]
+        else:
+            past = [(k[rows, :, :K], v[rows, :, :K], None, None) for k, v in zip(self.keys, self.values)]
+        out = model(ids, attention_mask=mask, position_ids=pos, kv_cache=past)
+        self.cached[rows] += 1
+        return out.logits[:, :W]
+
+
+def scatter_window(values: torch.Tensor, win_start: torch.Tensor, lo: int, hi: int, fill) -> torch.Tensor:
+    """Move per-row window values (R, W) (column j = generation column win_start[r] + j) to the columns
+    `lo..hi-1` of the generation, (R, hi - lo); columns outside a row's window get `fill`."""
+    R, W = values.shape
+    width = hi - lo
+    col = win_start[:, None] + torch.arange(W, device=values.device) - lo
+    col = torch.where((col >= 0) & (col < width), col, width)
+    full = values.new_full((R, width + 1), fill)
+    full.scatter_(1, col, values)
+    return full[:, :width]
