@@ -12,7 +12,9 @@ The collator builds, for a batch of examples:
 - `labels` (B, L): the trajectory token at positions still masked at `s`, -100 elsewhere;
 - `near`/`distant` (B, L) bool: the temporal partition (mode "tad"), or all masked positions as near
   ("ce_only", the d3LLM-style baseline) or as distant ("kl_only");
-- `step` (B,).
+- `step` (B,);
+- `trajectory` (B,): the dataset index of each example's trajectory (when the items carry it; used to
+  name the batch in error messages).
 Responses of different lengths in one batch are right-aligned; the extra columns are padding with no loss.
 """
 
@@ -29,8 +31,9 @@ from .partition import masked_at, near_distant_masks, state_at
 
 LOSS_MODES = ("tad", "ce_only", "kl_only")
 REQUIRED_FIELDS = ("problem_id", "prompt_ids", "teacher_prompt_ids", "tokens", "reveal_step", "num_steps")
-# Fields read from parquet; the text fields (text, answer, meta) are not needed for training.
-READ_FIELDS = REQUIRED_FIELDS + ("sample_idx", "correct")
+# Fields read from parquet; the text fields (text, answer) are not needed for training. `meta` (one JSON
+# string per record) is read to check that the trajectories fit the model (`TrajectoryDataset.metas`).
+READ_FIELDS = REQUIRED_FIELDS + ("sample_idx", "correct", "meta")
 IGNORE_INDEX = -100
 
 
@@ -49,24 +52,32 @@ def _parquet_files(path: Path) -> list[Path]:
 
 def read_trajectories(source) -> list[dict]:
     """Trajectory records from a path (.parquet file, folder of .parquet shards, .jsonl / .json file),
-    a list of paths, a `pyarrow.Table`, or an iterable of dicts."""
+    a list of paths, a `pyarrow.Table`, or an iterable of dicts. A file that cannot be read, a row that is
+    not a JSON object or a file without a required field is a ValueError naming the file (and the line)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(f"trajectory data {path} does not exist")
         if path.is_file() and path.suffix in (".jsonl", ".json"):
-            text = path.read_text()
-            if path.suffix == ".json":
-                data = json.loads(text)
-                return list(data if isinstance(data, list) else data["records"])
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+            return _json_records(path)
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         records: list[dict] = []
         for f in _parquet_files(path):
-            schema = pq.read_schema(f)
+            try:
+                schema = pq.read_schema(f)
+            except (pa.ArrowException, OSError) as err:
+                raise ValueError(f"{f}: cannot read trajectory parquet file ({err})") from err
+            missing = [c for c in REQUIRED_FIELDS if c not in schema.names]
+            if missing:
+                raise ValueError(f"{f}: trajectory file lacks column(s) {missing}; it has {schema.names}")
             cols = [c for c in READ_FIELDS if c in schema.names]
-            records.extend(_table_records(pq.read_table(f, columns=cols)))
+            try:
+                table = pq.read_table(f, columns=cols)
+            except (pa.ArrowException, OSError) as err:
+                raise ValueError(f"{f}: cannot read trajectory parquet file ({err})") from err
+            records.extend(_table_records(table))
         return records
     if isinstance(source, (list, tuple)) and source and isinstance(source[0], (str, Path)):
         return [r for s in source for r in read_trajectories(s)]
@@ -74,6 +85,37 @@ def read_trajectories(source) -> list[dict]:
         cols = [c for c in READ_FIELDS if c in source.column_names]
         return _table_records(source.select(cols))
     return list(source)
+
+
+def _json_records(path: Path) -> list[dict]:
+    """Records of a .jsonl file (one object per line) or a .json file (a list, or {"records": [...]})."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {err.lineno}: invalid JSON ({err.msg})") from err
+        if isinstance(data, dict) and isinstance(data.get("records"), list):
+            data = data["records"]
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON list of trajectory records (or {{\"records\": [...]}})")
+        rows = [(f"{path}, record {i + 1}", row) for i, row in enumerate(data)]
+    else:
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"{path}, line {lineno}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {lineno}: invalid JSON ({err.msg})") from err
+    for where, row in rows:
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a trajectory record (a JSON object), got {type(row).__name__}")
+        missing = [f for f in REQUIRED_FIELDS if f not in row]
+        if missing:
+            raise ValueError(f"{where}: trajectory record lacks field(s) {missing}; it has {sorted(row)}")
+    return [row for _, row in rows]
 
 
 def _table_records(table) -> list[dict]:
@@ -112,6 +154,7 @@ class TrajectoryDataset(Dataset):
         self.tokens: list[np.ndarray] = []
         self.reveal: list[np.ndarray] = []
         self.num_steps: list[int] = []
+        self.metas: set[str] = set()  # the distinct `meta` values of the records (JSON strings)
         total = dropped = 0
         for i, rec in enumerate(read_trajectories(records)):
             total += 1
@@ -171,6 +214,9 @@ class TrajectoryDataset(Dataset):
                 raise ValueError(f"{where}: {name} contains the mask token id {self.mask_token_id}; the "
                                  f"trajectories were made with a different mask id (another model family?) "
                                  f"or are not final responses")
+        meta = rec.get("meta")
+        if meta is not None:
+            self.metas.add(meta if isinstance(meta, str) else json.dumps(meta, sort_keys=True, default=str))
         self.problem_ids.append(pid)
         self.prompts.append(prompt)
         self.teacher_prompts.append(tprompt)
@@ -272,7 +318,10 @@ class TADCollator:
 
         input_ids, attention_mask = build("prompt_ids")
         teacher_input_ids, teacher_attention_mask = build("teacher_prompt_ids")
-        return {"input_ids": input_ids, "attention_mask": attention_mask,
-                "teacher_input_ids": teacher_input_ids, "teacher_attention_mask": teacher_attention_mask,
-                "labels": labels, "near": near, "distant": distant, "step": step}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "teacher_input_ids": teacher_input_ids, "teacher_attention_mask": teacher_attention_mask,
+                 "labels": labels, "near": near, "distant": distant, "step": step}
+        if all("trajectory" in e for e in examples):  # dataset index of each example's trajectory (for errors)
+            batch["trajectory"] = torch.as_tensor([int(e["trajectory"]) for e in examples], dtype=torch.long)
+        return batch
 

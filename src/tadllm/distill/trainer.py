@@ -163,16 +163,32 @@ class TADTrainer(Trainer):
                                     ce_weight=args.ce_weight, kl_weight=args.kl_weight,
                                     temperature=args.temperature)
         if not bool(torch.isfinite(loss)):
-            raise FloatingPointError(
-                f"non-finite TAD loss {loss.item()} at global step {self.state.global_step} "
-                f"(loss_ce={stats['loss_ce'].item()}, loss_kl={stats['loss_kl'].item()}, "
-                f"near={stats['n_near']}, distant={stats['n_distant']}); lower the learning rate, check "
-                f"the model dtype (bf16 instead of fp16) and the data")
+            raise FloatingPointError(self._nonfinite_message(loss, stats, inputs, student[near | distant],
+                                                             teacher_rows))
         if model.training:
             self._accumulate(stats)
         if return_outputs:
             return loss, {"logits": student}
         return loss
+
+    def _nonfinite_message(self, loss, stats, inputs, student_rows, teacher_rows) -> str:
+        """Which step and which batch gave a NaN/inf loss, and where the non-finite values are."""
+        steps = inputs["step"].tolist()
+        dataset = self.train_dataset
+        if "trajectory" in inputs and hasattr(dataset, "problem_ids"):
+            names = [f"{dataset.problem_ids[t]!s}@s={s}" for t, s in zip(inputs["trajectory"].tolist(), steps)]
+        else:
+            names = [f"example {i}@s={s}" for i, s in enumerate(steps)]
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        where = [name for name, rows in (("student logits", student_rows), ("teacher logits", teacher_rows))
+                 if rows is not None and rows.numel() and not bool(torch.isfinite(rows).all())]
+        epoch = self.state.epoch
+        return (f"non-finite TAD loss {loss.item()} at global step {self.state.global_step}"
+                f"{'' if epoch is None else f' (epoch {epoch:.2f})'}, in the micro-batch of {len(steps)} "
+                f"example(s) [problem_id@step: {shown}]; loss_ce={stats['loss_ce'].item()}, "
+                f"loss_kl={stats['loss_kl'].item()}, near={stats['n_near']}, distant={stats['n_distant']}; "
+                f"NaN/inf values in: {', '.join(where) or 'the loss only (logits finite)'}. Lower the learning "
+                f"rate, check the model dtype (bf16 instead of fp16) and the data")
 
     def _accumulate(self, stats: dict) -> None:
         for key in ("loss_ce", "loss_kl"):
@@ -260,6 +276,7 @@ def build_trainer(config: TADConfig, **trainer_kwargs) -> TADTrainer:
                                 only_correct=config.only_correct)
     if dataset.num_dropped_incorrect:
         logger.warning("dropped %d trajectories with correct=False", dataset.num_dropped_incorrect)
+    check_trajectory_metadata(dataset, tokenizer, family)
     if config.steps_per_trajectory is not None and config.dataloader_persistent_workers \
             and config.num_train_epochs > 1:
         logger.warning("dataloader_persistent_workers keeps the first epoch's step subset in the workers; "
@@ -277,23 +294,76 @@ def build_trainer(config: TADConfig, **trainer_kwargs) -> TADTrainer:
                       data_collator=collator, **trainer_kwargs)
 
 
-def resolve_resume(config: TADConfig):
-    """None, or the checkpoint to resume from: `true` = the last one in output_dir (must exist), `auto` =
-    the last one if any, else a path."""
-    from transformers.trainer_utils import get_last_checkpoint
+def check_trajectory_metadata(dataset, tokenizer, family: ModelFamily) -> None:
+    """`tadllm.trajectories.check_compatible` on the records' `meta` (mask id, vocabulary, tokenizer
+    fingerprint, family of the model that made them). Records without such metadata (hand-made data) are
+    not checked; the per-record id checks of `TrajectoryDataset` still apply."""
+    from ..trajectories.storage import check_compatible
 
+    keys = ("mask_token_id", "vocab_size", "tokenizer_hash", "family")
+    metas = []
+    for text in getattr(dataset, "metas", ()):
+        try:
+            meta = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(meta, dict) and any(meta.get(k) is not None for k in keys):
+            metas.append(meta)
+    if metas:
+        check_compatible(metas, tokenizer, family)
+
+
+TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint folder by the HF Trainer
+
+
+def checkpoint_complete(folder: str | Path) -> bool:
+    """True when a `checkpoint-*` folder was fully written: the Trainer writes `trainer_state.json` after the
+    weights, optimizer, scheduler and RNG states, so a folder cut off by a kill lacks it (or holds a
+    truncated one)."""
+    try:
+        json.loads((Path(folder) / TRAINER_STATE).read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The `checkpoint-N` folder with the largest N that is complete (see `checkpoint_complete`);
+    incomplete ones (a save interrupted by a kill) are skipped with a warning."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return None
+    found = []
+    for p in out.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    for _, p in sorted(found, reverse=True):
+        if checkpoint_complete(p):
+            return str(p)
+        logger.warning("skipping %s: incomplete checkpoint (no readable %s; interrupted while saving?)",
+                       p, TRAINER_STATE)
+    return None
+
+
+def resolve_resume(config: TADConfig):
+    """None, or the checkpoint to resume from: `true` = the last complete one in output_dir (must exist),
+    `auto` = the last complete one if any, else a path (which must be a complete checkpoint)."""
     value = config.resume_from_checkpoint
     if value is None or value is False or (isinstance(value, str) and value.lower() in ("", "false", "no", "none")):
         return None
     out = Path(config.output_dir)
     if value is True or (isinstance(value, str) and value.lower() in ("true", "yes", "auto", "last")):
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        last = last_complete_checkpoint(out)
         if last is None and str(value).lower() not in ("auto",):
-            raise FileNotFoundError(f"resume_from_checkpoint={value}: no checkpoint-* folder in {out}; "
+            raise FileNotFoundError(f"resume_from_checkpoint={value}: no complete checkpoint-* folder in {out}; "
                                     f"use resume_from_checkpoint=auto to start fresh when there is none")
         return last
     if not Path(value).is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint: {value} is not a checkpoint folder")
+    if not checkpoint_complete(value):
+        raise FileNotFoundError(f"resume_from_checkpoint: {value} is incomplete (no readable {TRAINER_STATE}; "
+                                f"was its save interrupted?); pass an earlier checkpoint")
     return value
 
 

@@ -203,6 +203,7 @@ def evaluate(model, tokenizer, family, task, examples: Sequence, decode_config: 
 
     local = [i for i in range(len(examples)) if i % ctx.world_size == ctx.rank]
     prompts = {i: encode_prompt(tokenizer, family, task.user_prompt(examples[i]), system_prompt) for i in local}
+    _check_prompt_lengths(model, {ids[i]: len(p) for i, p in prompts.items()}, decode_config.gen_length)
     # Similar prompt lengths in a batch: less left padding (generate also sorts inside a batch).
     order = sorted(local, key=lambda i: len(prompts[i]))
     code_task = getattr(task, "kind", "") == "code"
@@ -259,6 +260,20 @@ def evaluate(model, tokenizer, family, task, examples: Sequence, decode_config: 
     if partial:
         run["partial"] = True
     return run
+
+
+def _check_prompt_lengths(model, lengths: Mapping[str, int], gen_length: int) -> None:
+    """Fail before decoding anything when a prompt + the canvas exceeds the model's maximum length (the
+    decoding engine would only find out at that prompt's batch, the longest prompts coming last)."""
+    from tadllm.decoding.loop import max_positions
+
+    limit = max_positions(model)
+    too_long = {k: n for k, n in lengths.items() if limit is not None and n + gen_length > limit}
+    if too_long:
+        worst = max(too_long, key=too_long.get)
+        raise ValueError(f"{len(too_long)} prompt(s) do not fit: example {worst!r} has {too_long[worst]} prompt "
+                         f"tokens + gen_length {gen_length} > the model's maximum sequence length {limit}; "
+                         f"shorten the prompts, lower gen_length or drop those examples")
 
 
 def _short_config(cfg: DecodeConfig) -> str:
@@ -415,6 +430,21 @@ def results_markdown(results: Mapping) -> str:
     return "\n".join(parts)
 
 
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files of `atomic_write_text` left by a process killed mid-write (their pid is
+    gone); results.json itself is never torn."""
+    for tmp in list(out.glob(f".{RESULTS_JSON}.*.tmp")) + list(out.glob(f".{RESULTS_MD}.*.tmp")):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (another user's process): leave it
+
+
 def _load_existing(path: Path, header: Mapping, overwrite: bool) -> tuple[dict | None, str | None]:
     """(existing results or None, error message or None) for a results.json about to be extended."""
     if overwrite or not path.exists():
@@ -459,6 +489,7 @@ def run_sweep(model, tokenizer, family, task, examples: Sequence, base_config: D
               "data": _data_info(examples, data_source, split, limit)}
     results = error = None
     if ctx.is_main:
+        _remove_stale_temporaries(out)
         existing, error = _load_existing(path, header, overwrite)
         results = existing or {**header, "tadllm_version": __version__, "runs": []}
     error = ctx.broadcast(error)

@@ -104,14 +104,20 @@ def _iter_json(path: Path) -> Iterator[Row]:
 
 
 def _iter_parquet(path: Path) -> Iterator[Row]:
-    import pyarrow.parquet as pq  # lazy: parquet only
+    import pyarrow as pa  # lazy: parquet only
+    import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
     index = 0
-    for batch in parquet.iter_batches(batch_size=1024):
-        for row in batch.to_pylist():
-            yield f"{path}, row {index + 1}", index, row
-            index += 1
+    try:
+        parquet = pq.ParquetFile(path)
+        batches = parquet.iter_batches(batch_size=1024)
+        for batch in batches:
+            rows = batch.to_pylist()
+            for row in rows:
+                yield f"{path}, row {index + 1}", index, row
+                index += 1
+    except (pa.ArrowException, OSError) as e:  # a corrupt or truncated file: name it
+        raise ValueError(f"{path}: cannot read parquet file after {index} row(s) ({e})") from e
 
 
 def iter_hub(name: str, configs: Sequence[str | None], split: str) -> Iterator[Row]:

@@ -6,8 +6,11 @@ variables, so no secrets). Before the program starts, a small runner inside the 
 
 - sets resource limits: CPU time (RLIMIT_CPU), address space (RLIMIT_AS), size of written files
   (RLIMIT_FSIZE), no core dumps, no new processes (RLIMIT_NPROC = 0; not enforced for root);
-- moves itself into a new, empty network namespace when the kernel allows it (root, or unprivileged
-  user namespaces), so that even raw system calls find no network;
+- moves itself into a new, empty network namespace and a new PID namespace when the kernel allows it
+  (root, or unprivileged user namespaces), so that even raw system calls find no network and no other
+  process: the program runs as pid 1 of its own PID namespace (the runner forks once for this and
+  mirrors its exit), cannot signal the evaluation that started it, and every process it might start
+  dies with it;
 - disables, at the Python level: socket creation and name lookups (a local `socketpair` stays
   allowed, for asyncio), process creation (`os.fork`, `os.system`, `exec*`,
   `spawn*`, `subprocess`, `multiprocessing`), signalling other processes (`os.kill`, `os.killpg`),
@@ -80,26 +83,65 @@ ProgramLike = Union[str, Program]
 _RUNNER = r'''
 import builtins, io, json, os, posix, resource, sys
 
+def _limit(res, soft, hard):
+    try:
+        resource.setrlimit(res, (soft, hard))
+    except (ValueError, OSError):
+        pass
+
+def _isolate(cfg):
+    # New PID and network namespaces where the kernel allows it (root, or unprivileged user namespaces).
+    # Returns the libc handle when a PID namespace was made: the runner then forks, and its child, pid 1
+    # of the new namespace, runs the program; it cannot see or signal any process outside it (the
+    # evaluation that started it included), whatever it does to the Python-level guards.
+    NEWNET, NEWPID, NEWUSER = 0x40000000, 0x20000000, 0x10000000
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+    except Exception:
+        return None
+    net = NEWNET if cfg["isolate_network"] else 0
+    for flags in (NEWPID | net, NEWPID | net | NEWUSER):  # + CLONE_NEWUSER when not root
+        if libc.unshare(flags) == 0:
+            return libc
+    for flags in ((net, net | NEWUSER) if net else ()):
+        if libc.unshare(flags) == 0:
+            break
+    return None
+
+def _wait_and_mirror(pid, cfg):
+    # The runner's outer half: wait for the program's process and end the way it ended.
+    import signal
+    while True:
+        try:
+            _, status, usage = os.wait4(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        # pid 1 of a namespace ignores SIGXCPU, so the CPU limit ends it with the hard limit's SIGKILL
+        if sig == signal.SIGKILL and usage.ru_utime + usage.ru_stime >= cfg["cpu_seconds"]:
+            sig = signal.SIGXCPU
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        posix._exit(128 + sig)
+    posix._exit(os.waitstatus_to_exitcode(status))
+
 def _setup(cfg):
-    def limit(res, soft, hard):
-        try:
-            resource.setrlimit(res, (soft, hard))
-        except (ValueError, OSError):
-            pass
-    limit(resource.RLIMIT_CPU, cfg["cpu_seconds"], cfg["cpu_seconds"] + 1)
+    _limit(resource.RLIMIT_CORE, 0, 0)
+    libc = _isolate(cfg)
+    if libc is not None:
+        pid = os.fork()
+        if pid:
+            _wait_and_mirror(pid, cfg)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG = SIGKILL: dies with the outer half (killed with its group)
+    _limit(resource.RLIMIT_CPU, cfg["cpu_seconds"], cfg["cpu_seconds"] + 1)
     if cfg["memory_bytes"]:
-        limit(resource.RLIMIT_AS, cfg["memory_bytes"], cfg["memory_bytes"])
-    limit(resource.RLIMIT_FSIZE, cfg["file_bytes"], cfg["file_bytes"])
-    limit(resource.RLIMIT_CORE, 0, 0)
-    limit(resource.RLIMIT_NPROC, 0, 0)
-    if cfg["isolate_network"]:
-        try:
-            import ctypes
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.unshare(0x40000000) != 0:                   # CLONE_NEWNET
-                libc.unshare(0x40000000 | 0x10000000)           # + CLONE_NEWUSER when not root
-        except Exception:
-            pass
+        _limit(resource.RLIMIT_AS, cfg["memory_bytes"], cfg["memory_bytes"])
+    _limit(resource.RLIMIT_FSIZE, cfg["file_bytes"], cfg["file_bytes"])
+    _limit(resource.RLIMIT_NPROC, 0, 0)
 
 def _blocked(what):
     def deny(*args, **kwargs):
@@ -109,7 +151,10 @@ def _blocked(what):
 def _guard(cfg):
     root = os.path.realpath(cfg["workdir"])
     realpath, readlink, fspath, getpid = os.path.realpath, os.readlink, os.fspath, os.getpid
-    own = str(getpid())
+    try:
+        own = readlink("/proc/self")  # this process's pid as /proc names it (getpid() is 1 in a new PID ns)
+    except OSError:
+        own = str(getpid())
 
     def resolve(path, dir_fd=None):
         if isinstance(path, int):

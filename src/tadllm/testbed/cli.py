@@ -28,6 +28,8 @@ def recipe_dict(config_path: str | None, overrides: list[str]) -> dict:
         if not path.exists():
             raise FileNotFoundError(f"recipe {path} does not exist")
         data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"recipe {path} must hold a mapping of field: value, got {type(data).__name__}")
     data.update(parse_overrides(overrides))
     return data
 

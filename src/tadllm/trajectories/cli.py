@@ -90,6 +90,8 @@ def main_trajectories(argv: list[str] | None = None) -> int:
                           seed=args.seed)
     task = get_task(args.task)
     examples = task.load(args.data, split=args.split, limit=args.limit)
+    if not examples:
+        raise SystemExit(f"tad trajectories: no examples in {args.data or args.task} (split {args.split!r})")
     model, tokenizer, family = load_model(args.model, dtype=dtype, device=device,
                                           trust_remote_code=args.trust_remote_code,
                                           mask_token_id=args.mask_token_id, revision=args.revision)

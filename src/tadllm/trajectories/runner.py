@@ -90,6 +90,22 @@ def _check_manifest(out: Path, manifest: dict) -> None:
     storage.atomic_write_json(path, manifest)
 
 
+def _check_prompt_lengths(model, tokenizer, family, task, examples, template, gen_length: int) -> None:
+    """Fail before anything is decoded or written when a teacher prompt + the canvas exceeds the model's
+    maximum sequence length (the decoding engine would only find out at that problem's chunk)."""
+    from tadllm.decoding.loop import max_positions
+
+    limit = max_positions(model)
+    if limit is None:
+        return
+    for ex in examples:
+        n = len(encode_prompt(tokenizer, family, task.privileged_prompt(ex, template)))
+        if n + gen_length > limit:
+            raise ValueError(f"problem {ex.id!r}: its teacher prompt has {n} tokens + gen_length {gen_length} > "
+                             f"the model's maximum sequence length {limit}; shorten it, lower --gen-length "
+                             f"or drop that problem")
+
+
 def _valid_done(done: list[dict], chunks: list[list[int]], ids: list[str], out: Path) -> dict[int, dict]:
     """Done-log entries by chunk index, checked against the chunking of this run."""
     by_chunk: dict[int, dict] = {}
@@ -126,10 +142,15 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
     decode_config = decode_config or default_trajectory_decode_config()
     decode_config.validate()
     examples = list(examples)
+    if not examples:
+        raise ValueError("no problems to decode: the task's dataset is empty (check --data, --split and --limit)")
     ids = [str(ex.id) for ex in examples]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise ValueError(f"problem ids must be unique (resume and sharding rely on them); repeated: {dup}")
+    mine = list(range(rank, len(examples), world_size))
+    _check_prompt_lengths(model, tokenizer, family, task, [examples[i] for i in mine], template,
+                          decode_config.gen_length)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +185,6 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
     }
     _check_manifest(out, manifest)
 
-    mine = list(range(rank, len(examples), world_size))
     chunks = [mine[i:i + chunk_size] for i in range(0, len(mine), chunk_size)]
     start = time.perf_counter()
     with storage._locked(out / f".lock-r{rank}", blocking=False):
