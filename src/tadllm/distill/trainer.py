@@ -143,8 +143,10 @@ class TADTrainer(Trainer):
             was_training = peft_model.training
             peft_model.eval()
             try:
+                # Call the wrapped module (DDP / FSDP / DeepSpeed) so sharded parameters are gathered
+                # as in the student's forward; the adapter is off, so these are the base weights.
                 with peft_model.disable_adapter():
-                    out = peft_model(**kwargs)
+                    out = model(**kwargs)
             finally:
                 peft_model.train(was_training)
         return response_logits(out.logits, self.family, length)
