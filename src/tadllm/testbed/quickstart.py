@@ -59,7 +59,8 @@ class Stages:
         self.current, self.index = name, self.index + 1
         elapsed = time.monotonic() - self.start
         total_w = sum(self.weights.values())
-        eta = "" if self.done == 0 else f", about {_fmt(elapsed / self.done * (total_w - self.done))} left"
+        # The estimate needs one long stage measured (the trajectories) before it means anything.
+        eta = "" if self.done < 1.0 else f", about {_fmt(elapsed / self.done * (total_w - self.done))} left"
         print(f"\n==> [{self.index}/{self.total}] {name}  (elapsed {_fmt(elapsed)}{eta})", flush=True)
 
     def end(self):
