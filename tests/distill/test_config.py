@@ -67,4 +67,4 @@ def test_recipes_load():
     q = load_config(root / "testbed-tad-quality.yaml", ["use_cpu=true"])
     s = load_config(root / "testbed-tad-speed.yaml", ["use_cpu=true"])
     assert q.delta == PRESETS["quality"] and s.delta == PRESETS["speed"]
-    assert q.use_peft is False and q.learning_rate == 1e-4 and q.model_name_or_path == "assets/testbed-teacher"
+    assert q.use_peft is False and q.learning_rate == 1e-4 and q.model_name_or_path == "src/tadllm/assets/testbed-teacher"

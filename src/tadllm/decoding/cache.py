@@ -128,11 +128,13 @@ class BlockKVCache:
     # ------------------------------------------------------------------------------------ internals
     def _refresh(self, model, x, rows, win_start, W):
         n = rows.numel()
-        out = model(x[rows], attention_mask=self.attn[rows], position_ids=self.positions[rows], use_cache=True)
+        cols = (self.P + win_start[:, None] + torch.arange(W, device=x.device)).clamp_max(self.T - 1)
+        first, last = int(cols.min()), int(cols.max()) + 1  # one sync; the head runs on these columns only
+        out = model(x[rows], attention_mask=self.attn[rows], position_ids=self.positions[rows], use_cache=True,
+                    logits_range=(first, last))
         self._store(rows, out.kv_cache)
         self.refreshes[rows] += 1
-        cols = (self.P + win_start[:, None] + torch.arange(W, device=x.device)).clamp_max(self.T - 1)
-        return out.logits[torch.arange(n, device=x.device)[:, None], cols]
+        return out.logits[torch.arange(n, device=x.device)[:, None], cols - first]
 
     def _store(self, rows, kv):
         everything = rows.numel() == self.B
@@ -173,9 +175,9 @@ class BlockKVCache:
             past = [(k[:, :, :K], v[:, :, :K], None, None) for k, v in zip(self.keys, self.values)]
         else:
             past = [(k[rows, :, :K], v[rows, :, :K], None, None) for k, v in zip(self.keys, self.values)]
-        out = model(ids, attention_mask=mask, position_ids=pos, kv_cache=past)
+        out = model(ids, attention_mask=mask, position_ids=pos, kv_cache=past, logits_range=(0, W))
         self.cached[rows] += 1
-        return out.logits[:, :W]
+        return out.logits
 
 
 def scatter_window(values: torch.Tensor, win_start: torch.Tensor, lo: int, hi: int, fill) -> torch.Tensor:

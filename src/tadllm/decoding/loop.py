@@ -14,6 +14,7 @@ still runs exactly one forward per step, so `nfe` is exact either way.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -134,6 +135,14 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
     x = torch.cat([prompt_ids, torch.full((B, L), family.mask_token_id, dtype=torch.long, device=device)], 1)
     attn = torch.cat([prompt_mask, torch.ones(B, L, dtype=torch.long, device=device)], 1)
     positions = (attn.cumsum(-1) - 1).clamp_min(0) if family.supports_position_ids else None
+    # Without padding no mask is passed, so attention can take its fastest kernel and the model needs
+    # no per-step check of the mask (a host sync).
+    padded = bool((prompt_mask == 0).any())
+
+    def attn_arg(rows):
+        return attn[rows] if padded else None
+
+    head_on_slice = family.supports_logits_range and "logits_range" in inspect.signature(model.forward).parameters
     reveal = torch.zeros(B, L, dtype=torch.long, device=device)
     nfe = torch.zeros(B, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
@@ -163,9 +172,12 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
         cols = active.any(0).nonzero().squeeze(1)
         lo, hi = int(cols.min()), int(cols.max()) + 1
         if cache is None:
-            out = model(x[rows], attention_mask=attn[rows],
-                        **({"position_ids": positions[rows]} if positions is not None else {}))
-            logits = aligned_logits(out.logits, family)[:, P + lo:P + hi]
+            extra = {"position_ids": positions[rows]} if positions is not None else {}
+            if head_on_slice:
+                extra["logits_range"] = (P + lo, P + hi)
+            logits = model(x[rows], attention_mask=attn_arg(rows), **extra).logits
+            if logits.shape[1] != hi - lo:  # the model computed every position (P >= 1, so never equal)
+                logits = aligned_logits(logits, family)[:, P + lo:P + hi]
             nfe[rows] += 1
             cand, conf, ent = policies.propose(logits, family.mask_token_id, config.temperature, generator)
         else:

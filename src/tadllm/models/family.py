@@ -29,6 +29,7 @@ class ModelFamily:
     shift_logits: bool = False
     lora_target_modules: list[str] = field(default_factory=list)
     supports_position_ids: bool = False
+    supports_logits_range: bool = False  # forward(logits_range=(a, b)) computes the head on a slice only
 
     @property
     def stop_token_ids(self) -> list[int]:
@@ -104,7 +105,8 @@ def resolve_family(config, tokenizer=None, mask_token_id: int | None = None, shi
         eot = None
     if kind == "llada":
         return ModelFamily("llada", mask, eos, pad, eot, shift_logits=bool(shift_logits),
-                           lora_target_modules=list(LLADA_LORA_TARGETS), supports_position_ids=native)
+                           lora_target_modules=list(LLADA_LORA_TARGETS), supports_position_ids=native,
+                           supports_logits_range=native)
     if kind == "dream":
         # Dream's forward (native, and the reference remote code) takes `position_ids`; its own sampler
         # passes positions that skip the left padding, so the engine does too.

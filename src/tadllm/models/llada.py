@@ -236,7 +236,7 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
 
     def _attention_mask(self, attention_mask, q_len, k_len, dtype):
         """Additive key-padding mask (B, 1, 1, K) or None when every key is visible."""
-        if attention_mask is None or bool(attention_mask.all()):
+        if attention_mask is None:  # no host-side check for an all-ones mask: callers pass None instead
             return None
         keep = attention_mask[:, None, None, :].bool()
         return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
@@ -251,11 +251,14 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         kv_cache=None,
         use_cache: bool = False,
         return_dict: bool | None = None,
+        logits_range: tuple[int, int] | None = None,
         **kwargs,
     ):
         """`kv_cache`: optional list per layer of (k_before, v_before, k_after, v_after), with
         `attention_mask` then covering [before ; input ; after] keys. With `use_cache`, the output's
-        `kv_cache` holds this call's rotated (k, v) per layer."""
+        `kv_cache` holds this call's rotated (k, v) per layer.
+        `logits_range=(a, b)`: compute the output head only for positions a..b-1 (decoding needs logits for
+        one block, and the head over a 126k vocabulary is the largest matmul of a step)."""
         tr = self.model.transformer
         x = tr.wte(input_ids) if inputs_embeds is None else inputs_embeds
         if self.config.input_emb_norm:
@@ -276,6 +279,8 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
                 x, kv = block(x, sin, cos, mask, past)
             if use_cache:
                 new_cache.append(kv)
+        if logits_range is not None:
+            x = x[:, logits_range[0]:logits_range[1]]
         x = tr.ln_f(x)
         logits = F.linear(x, tr.wte.weight) if self.config.weight_tying else tr.ff_out(x)
         if self.config.scale_logits:
