@@ -64,13 +64,17 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
     g.add_argument("--trust-remote-code", action="store_true")
     g.add_argument("--mask-token-id", type=int, default=None, help="override the mask id of a generic model")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs)")
 
 
 def load_from_args(args):
     from .models import load_model
 
-    return load_model(args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
-                      mask_token_id=args.mask_token_id)
+    from .models import compile_model
+
+    model, tokenizer, family = load_model(args.model, dtype=args.dtype, device=args.device,
+                                          trust_remote_code=args.trust_remote_code, mask_token_id=args.mask_token_id)
+    return (compile_model(model) if args.compile else model), tokenizer, family
 
 
 def main_generate(argv=None) -> int:
