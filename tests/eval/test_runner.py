@@ -438,6 +438,14 @@ def test_main_eval_end_to_end(ckpt, data_file, tmp_path, capsys, arith_registere
     assert len(runs) == 3 and runs[2]["config"]["stop_at_eos"] is False
 
 
+def test_main_eval_with_kv_cache_records_it_and_terminates(ckpt, data_file, tmp_path, arith_registered):
+    out = tmp_path / "cached"
+    assert main_eval(_eval_argv(ckpt, data_file, out, "--threshold", str(FAST), "--use-cache", "dual")) == 0
+    (run,) = load_results(out / "results.json")["runs"]
+    _check_run(run, 5)
+    assert run["config"]["use_cache"] == "dual"
+
+
 def test_main_eval_rejects_bad_configs_before_loading(tmp_path):
     with pytest.raises(ValueError, match="needs a threshold"):
         main_eval(["--model", str(tmp_path / "missing"), "--task", "arith", "--policy", "entropy"])

@@ -559,6 +559,8 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
     g.add_argument("--decoded-token-threshold", type=float, default=d.decoded_token_threshold)
     g.add_argument("--no-stop-at-eos", action="store_true",
                    help="decode the whole canvas even after a stop token (default: stop early)")
+    g.add_argument("--use-cache", choices=["none", "prefix", "dual"], default=d.use_cache,
+                   help="Fast-dLLM KV cache (native LLaDA only; docs/performance.md)")
     g.add_argument("--sweep", action="append", default=None, metavar="KEY=V1,V2,...",
                    help="sweep a decoding option; repeat for a product (--sweep threshold=0.9,0.5 "
                    "--sweep block_length=16,32)")
@@ -586,6 +588,7 @@ def main_eval(argv: Sequence[str] | None = None) -> int:
             "steps": args.steps, "threshold": args.threshold, "temperature": args.temperature,
             "multi_block": args.multi_block, "block_add_threshold": args.block_add_threshold,
             "decoded_token_threshold": args.decoded_token_threshold, "stop_at_eos": not args.no_stop_at_eos,
+            "use_cache": args.use_cache,
             "seed": args.seed}
     points = parse_sweep(args.sweep)
     sweep_configs(base, points)  # fail on a bad config before loading anything
