@@ -34,27 +34,34 @@ def add_decoding_args(parser: argparse.ArgumentParser, **defaults) -> None:
     g = parser.add_argument_group("decoding")
     g.add_argument("--policy", default=defaults.get("policy", "low_confidence"),
                    choices=["low_confidence", "random", "confidence", "entropy"])
-    g.add_argument("--threshold", type=float, default=defaults.get("threshold"))
+    g.add_argument("--threshold", type=float, default=defaults.get("threshold"),
+                   help="entropy (nats, reveal below) or confidence (reveal above) threshold")
     g.add_argument("--steps", type=int, default=None, help="fixed-count policies: total steps (default gen-length)")
     g.add_argument("--gen-length", type=int, default=defaults.get("gen_length", 256))
     g.add_argument("--block-length", type=int, default=defaults.get("block_length", 32))
     g.add_argument("--temperature", type=float, default=defaults.get("temperature", 0.0))
-    g.add_argument("--multi-block", action="store_true")
+    g.add_argument("--multi-block", action="store_true", help="pipelined multi-block decoding (d3LLM)")
     g.add_argument("--block-add-threshold", type=float, default=0.5)
     g.add_argument("--decoded-token-threshold", type=float, default=0.5)
     g.add_argument("--no-stop-at-eos", action="store_true", help="decode the whole length even after EOS")
-    g.add_argument("--use-cache", default="none", choices=["none", "prefix", "dual"])
+    g.add_argument("--use-cache", default="none", choices=["none", "prefix", "dual"],
+                   help="Fast-dLLM KV cache (native LLaDA only; docs/performance.md)")
     g.add_argument("--seed", type=int, default=0)
+    return g
+
+
+def decoding_options(args) -> dict:
+    """The DecodeConfig fields given by `add_decoding_args`, unvalidated (a sweep may complete them)."""
+    return dict(gen_length=args.gen_length, block_length=args.block_length, policy=args.policy, steps=args.steps,
+                threshold=args.threshold, temperature=args.temperature, multi_block=args.multi_block,
+                block_add_threshold=args.block_add_threshold, decoded_token_threshold=args.decoded_token_threshold,
+                stop_at_eos=not args.no_stop_at_eos, seed=args.seed, use_cache=args.use_cache)
 
 
 def decode_config_from_args(args):
     from .decoding import DecodeConfig
 
-    return DecodeConfig(gen_length=args.gen_length, block_length=args.block_length, policy=args.policy,
-                        steps=args.steps, threshold=args.threshold, temperature=args.temperature,
-                        multi_block=args.multi_block, block_add_threshold=args.block_add_threshold,
-                        decoded_token_threshold=args.decoded_token_threshold,
-                        stop_at_eos=not args.no_stop_at_eos, seed=args.seed, use_cache=args.use_cache)
+    return DecodeConfig(**decoding_options(args))
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

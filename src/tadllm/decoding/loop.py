@@ -15,7 +15,6 @@ still runs exactly one forward per step, so `nfe` is exact either way.
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from dataclasses import dataclass
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from tadllm.decoding.config import FIXED_COUNT_POLICIES, POLICIES, THRESHOLD_POLICIES, DecodeConfig
+from tadllm.decoding.config import FIXED_COUNT_POLICIES, THRESHOLD_POLICIES, DecodeConfig
 from tadllm.eval.metrics import aggregate, merge_records
 
 RESULTS_JSON = "results.json"
@@ -535,7 +535,6 @@ def default_method_label(policy: str, multi_block: bool = False) -> str:
 
 
 def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
-    d = DecodeConfig()
     p = argparse.ArgumentParser(prog=prog, description="Evaluate a masked-diffusion LM on a task: accuracy, "
                                 "TPF (tokens per forward pass), throughput; writes results.json + results.md.")
     p.add_argument("--model", required=True, help="checkpoint folder or hub name")
@@ -546,21 +545,9 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
     p.add_argument("--out", default=None, help="output folder (default: eval_results/TASK/MODEL/METHOD)")
     p.add_argument("--method", default=None, help="curve / leaderboard name (default: the policy name)")
-    g = p.add_argument_group("decoding")
-    g.add_argument("--policy", choices=POLICIES, default=d.policy)
-    g.add_argument("--threshold", type=float, default=None,
-                   help="entropy (nats, reveal below) or confidence (reveal above) threshold")
-    g.add_argument("--gen-length", type=int, default=d.gen_length)
-    g.add_argument("--block-length", type=int, default=d.block_length)
-    g.add_argument("--steps", type=int, default=None, help="steps of the fixed-count policies (default gen-length)")
-    g.add_argument("--temperature", type=float, default=d.temperature)
-    g.add_argument("--multi-block", action="store_true", help="pipelined multi-block decoding (d3LLM)")
-    g.add_argument("--block-add-threshold", type=float, default=d.block_add_threshold)
-    g.add_argument("--decoded-token-threshold", type=float, default=d.decoded_token_threshold)
-    g.add_argument("--no-stop-at-eos", action="store_true",
-                   help="decode the whole canvas even after a stop token (default: stop early)")
-    g.add_argument("--use-cache", choices=["none", "prefix", "dual"], default=d.use_cache,
-                   help="Fast-dLLM KV cache (native LLaDA only; docs/performance.md)")
+    from tadllm.cli import add_decoding_args
+
+    g = add_decoding_args(p)
     g.add_argument("--sweep", action="append", default=None, metavar="KEY=V1,V2,...",
                    help="sweep a decoding option; repeat for a product (--sweep threshold=0.9,0.5 "
                    "--sweep block_length=16,32)")
@@ -575,7 +562,6 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
     r.add_argument("--mask-token-id", type=int, default=None)
     r.add_argument("--tokenizer", default=None, help="tokenizer folder when the checkpoint has none")
     r.add_argument("--system-prompt", default=None, help="system message for the chat template")
-    r.add_argument("--seed", type=int, default=0)
     r.add_argument("--overwrite", action="store_true", help="start results.json afresh instead of resuming")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -584,12 +570,9 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
 def main_eval(argv: Sequence[str] | None = None) -> int:
     """``tad eval``: evaluate (a sweep of) decoding settings; prints the markdown table at the end."""
     args = build_eval_parser().parse_args(argv)
-    base = {"gen_length": args.gen_length, "block_length": args.block_length, "policy": args.policy,
-            "steps": args.steps, "threshold": args.threshold, "temperature": args.temperature,
-            "multi_block": args.multi_block, "block_add_threshold": args.block_add_threshold,
-            "decoded_token_threshold": args.decoded_token_threshold, "stop_at_eos": not args.no_stop_at_eos,
-            "use_cache": args.use_cache,
-            "seed": args.seed}
+    from tadllm.cli import decoding_options
+
+    base = decoding_options(args)
     points = parse_sweep(args.sweep)
     sweep_configs(base, points)  # fail on a bad config before loading anything
     ctx = dist_context()

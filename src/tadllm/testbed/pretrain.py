@@ -11,7 +11,6 @@ decodes held-out problems one token per step every `accuracy_every` steps to log
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
