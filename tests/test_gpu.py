@@ -35,9 +35,9 @@ def test_bundled_teacher_decodes_on_cuda_in_bf16(cache):
     from tadllm.testbed.quickstart import BUNDLED_TEACHER
 
     model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="bfloat16", device="cuda")
-    prompts = [tokenizer.encode(p, add_special_tokens=False) for p in ("start 74 add 29 mul 6", "start 5 add 7")]
+    prompts = [tokenizer.encode(p, add_special_tokens=False) for p in ("start 74 add 29 mul 6", "start 5 add 7 mul 3")]
     cfg = DecodeConfig(gen_length=64, block_length=32, policy="confidence", threshold=0.9, stop_at_eos=True,
                        use_cache=cache)
     out = generate(model, family, prompts, cfg)
     texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
-    assert texts[0].startswith("74+29=103;103*6=618;") and texts[1].startswith("5+7=12;")
+    assert texts[0].startswith("74+29=103;103*6=618;") and texts[1].startswith("5+7=12;12*3=36;")
