@@ -5,6 +5,8 @@
 #   2. `tad train` under `accelerate launch` with each shipped config (ddp, zero2, fsdp) on NPROC GPUs
 #      (default: all; a single GPU runs 1 process), on a tiny
 #      random Dream with a few hand-made trajectories (3 optimizer steps, LoRA, bf16, teacher forward on).
+#   3. `tad eval` under `accelerate launch` with 1 and NPROC processes on the bundled testbed teacher; the two
+#      must agree (records merged over ranks).
 # Usage (repository root): bash benchmarks/gpu_scale_check.sh OUT_DIR
 # zero2 needs deepspeed importable (it is not a tadllm dependency); the run is skipped otherwise.
 set -uo pipefail
@@ -85,3 +87,22 @@ for cfg in ddp zero2 fsdp; do
   [ $rc -ne 0 ] && tail -25 "$OUT/train-$cfg.log"
   ls "$T/out-$cfg" 2>/dev/null | tr '\n' ' '; echo
 done
+
+echo "== 3. tad eval under accelerate launch, $NPROC processes (bundled testbed teacher, 1,000 arith problems)"
+for n in 1 "$NPROC"; do
+  start=$(date +%s)
+  multi=""; [ "$n" -gt 1 ] && multi="--multi_gpu"
+  timeout 300 $PY -m accelerate.commands.launch $multi --num_processes "$n" -m tadllm.cli eval \
+    --model src/tadllm/assets/testbed-teacher --task arith --data "synthetic:n=1000,seed=0,split=test,min_ops=2,max_ops=4" \
+    --policy confidence --threshold 0.9 --gen-length 64 --block-length 32 --batch-size 250 --no-progress \
+    --out "$OUT/eval-np$n" >"$OUT/eval-np$n.log" 2>&1
+  echo "eval with $n processes: rc=$? in $(( $(date +%s) - start )) s"; tail -4 "$OUT/eval-np$n.log"
+done
+# the two runs must agree on accuracy and forward counts (records are merged over ranks)
+$PY - "$OUT/eval-np1" "$OUT/eval-np$NPROC" <<'EOF2'
+import json, sys
+runs = [json.load(open(f"{d}/results.json"))["runs"][0]["aggregate"] for d in sys.argv[1:]]
+for r in runs:
+    print({k: r.get(k) for k in ("n", "accuracy", "tpf", "tokens_per_s")})
+print("same accuracy and TPF:", runs[0]["accuracy"] == runs[-1]["accuracy"] and runs[0]["tpf"] == runs[-1]["tpf"])
+EOF2
