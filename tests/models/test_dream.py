@@ -4,7 +4,6 @@ decoding paths, and the whole trajectories -> train (LoRA) -> merge -> decode pi
 
 import json
 import math
-from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -351,13 +350,7 @@ def test_decoding_undoes_the_shift():
 
 
 # ------------------------------------------------------------------------------------- end to end
-@dataclass
-class Example:
-    id: str
-    question: str
-    reference: str
-    answer: str
-    meta: dict = field(default_factory=dict)
+from tadllm.tasks import Example  # noqa: E402  (the real record type, not a copy)
 
 
 class CharTask:

@@ -5,7 +5,6 @@ Also imported by the subprocess that the kill -9 test starts (hence a plain modu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz \n+-*/=;#.,:()?!_"
@@ -52,13 +51,7 @@ def make_checkpoint(path, max_sequence_length: int = 512, seed: int = 0) -> Path
     return path
 
 
-@dataclass
-class Example:
-    id: str
-    question: str
-    reference: str
-    answer: str
-    meta: dict = field(default_factory=dict)
+from tadllm.tasks import Example  # noqa: E402  (the real record type, not a copy)
 
 
 class FakeTask:
