@@ -25,9 +25,9 @@ class PretrainConfig(TrainingArguments):
     """Trainer arguments plus the model size, the task and the objective."""
 
     d_model: int = field(default=256, metadata={"help": "hidden size of the LLaDA-architecture model"})
-    n_layers: int = 4
+    n_layers: int = 6
     n_heads: int = 4
-    mlp_hidden_size: int = 704
+    mlp_hidden_size: int = 512
     min_ops: int = 2
     max_ops: int = 4
     gen_length: int = 64
