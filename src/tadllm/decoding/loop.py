@@ -52,14 +52,16 @@ def max_positions(model) -> int | None:
     return None
 
 
-def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):  # building the batch, not the hot loop
-        if p:
-            ids[i, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
+def left_pad(seqs, pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention_mask) of id sequences (lists or 1-D tensors) left-padded to the longest one.
+    Used for decoding prompts and for the training collators."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):  # building the batch, not the hot loop
+        if len(s):
+            ids[i, width - len(s):] = torch.as_tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
     return ids.to(device), mask.to(device)
 
 

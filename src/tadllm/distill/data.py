@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..decoding.loop import left_pad
 from .partition import masked_at, near_distant_masks, state_at
 
 LOSS_MODES = ("tad", "ce_only", "kl_only")
@@ -259,16 +260,6 @@ class TrajectoryDataset(Dataset):
 
 
 # ---------------------------------------------------------------------------------------------- collator
-def _left_pad(seqs: list[torch.Tensor], fill: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), int(fill), dtype=torch.long)
-    attn = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = s
-        attn[i, width - len(s):] = 1
-    return ids, attn
-
-
 class TADCollator:
     """Builds a training batch from `TrajectoryDataset` items (see the module docstring)."""
 
@@ -314,7 +305,7 @@ class TADCollator:
                 n = len(e["tokens"])
                 prompt = torch.as_tensor(np.asarray(e[key]), dtype=torch.long)
                 seqs.append(torch.cat([prompt, state[i, L - n:]]))
-            return _left_pad(seqs, self.pad_token_id)
+            return left_pad(seqs, self.pad_token_id)
 
         input_ids, attention_mask = build("prompt_ids")
         teacher_input_ids, teacher_attention_mask = build("teacher_prompt_ids")

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from ..decoding.loop import left_pad
+
 
 @dataclass
 class PretrainConfig(TrainingArguments):
@@ -120,14 +122,9 @@ class MaskedDiffusionCollator:
         for row in batch:
             use_hint = torch.rand(()) < self.hint_fraction
             prompts.append(row["hinted"][int(torch.randint(len(row["hinted"]), ()))] if use_hint else row["plain"])
-        width = max(map(len, prompts))
-        B, L = len(batch), len(batch[0]["response"])
-        ids = torch.full((B, width + L), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((B, width + L), dtype=torch.long)
-        for i, (p, row) in enumerate(zip(prompts, batch)):
-            ids[i, width - len(p):width] = torch.tensor(p)
-            ids[i, width:] = torch.tensor(row["response"])
-            attn[i, width - len(p):] = 1
+        B, L = len(batch), len(batch[0]["response"])  # responses are padded to one length
+        ids, attn = left_pad([p + row["response"] for p, row in zip(prompts, batch)], self.pad_id)
+        width = ids.shape[1] - L
         t = (1 - self.eps) * torch.rand(B, 1) + self.eps
         masked = torch.zeros_like(ids, dtype=torch.bool)
         masked[:, width:] = torch.rand(B, L) < t
