@@ -7,7 +7,7 @@
 #      random Dream with a few hand-made trajectories (3 optimizer steps, LoRA, bf16, teacher forward on).
 #   3. `tad eval` under `accelerate launch` with 1 and NPROC processes on the bundled testbed teacher; the two
 #      must agree (records merged over ranks).
-# Usage (repository root): bash benchmarks/gpu_scale_check.sh OUT_DIR
+# Usage (repository root): bash benchmarks/gpu_scale_check.sh OUT_DIR   (PARTS="2 3" runs only those parts)
 # zero2 needs deepspeed importable (it is not a tadllm dependency); the run is skipped otherwise.
 set -uo pipefail
 OUT=${1:-/tmp/scale_check}
@@ -17,6 +17,9 @@ PY=${PYTHON:-python3}
 
 NGPU=$($PY -c "import torch; print(torch.cuda.device_count())")
 NPROC=${NPROC:-$NGPU}
+PARTS=${PARTS:-1 2 3}
+has_part() { [[ " $PARTS " == *" $1 "* ]]; }
+if has_part 1; then
 echo "== 1. memory of full-size steps ($NGPU GPUs)"
 for ck in on off; do
   if [ "$NGPU" -ge 2 ]; then
@@ -30,6 +33,9 @@ for ck in on off; do
   fi
 done
 cat "$OUT/memory.jsonl"; tail -5 "$OUT/memory.err"
+fi
+
+if has_part 2; then
 
 echo "== 2. tad train under accelerate launch, $NPROC processes"
 T="${TINY_DIR:-/tmp/tad_scale_tiny}"
@@ -88,6 +94,9 @@ for cfg in ddp zero2 fsdp; do
   ls "$T/out-$cfg" 2>/dev/null | tr '\n' ' '; echo
 done
 
+fi
+
+if has_part 3; then
 echo "== 3. tad eval under accelerate launch, $NPROC processes (bundled testbed teacher, 1,000 arith problems)"
 for n in 1 "$NPROC"; do
   start=$(date +%s)
@@ -106,3 +115,4 @@ for r in runs:
     print({k: r.get(k) for k in ("n", "accuracy", "tpf", "tokens_per_s")})
 print("same accuracy and TPF:", runs[0]["accuracy"] == runs[-1]["accuracy"] and runs[0]["tpf"] == runs[-1]["tpf"])
 EOF2
+fi

@@ -1,5 +1,6 @@
 """Shared fixtures: the reference LLaDA fixture folder and tiny random LLaDA checkpoints."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,8 @@ import torch
 from tadtest import tiny_llada_config
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# ../shared beside the checkout; TADLLM_SHARED points elsewhere (e.g. a copy carried to the GPU machine)
+SHARED = Path(os.environ.get("TADLLM_SHARED", REPO.parent / "shared"))
 LLADA_FIXTURE = SHARED / "fixtures" / "llada-tiny"
 
 
