@@ -4,7 +4,7 @@
     python benchmarks/bench_decoding.py --small --out runs/bench    # CPU smoke run (tiny model)
 
 The model is a LLaDA-architecture model with random weights (d_model 2048, 22 layers, 16 heads, MLP 5632,
-vocabulary 126464, ~1.65B parameters). Every configuration decodes `gen_length` positions with the
+vocabulary 126464, ~1.65B parameters; `--arch 8b`: LLaDA-8B's shape, d_model 4096, 32 layers, MLP 12288). Every configuration decodes `gen_length` positions with the
 fixed-count `low_confidence` policy (`steps = gen_length / 2`), so every mode spends exactly the same number
 of forward passes (TPF = gen_length / steps) and only the cost of a forward differs. With random weights the
 *tokens* of the cached runs differ from the uncached ones (the cache is an approximation; `match` reports the
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from common import (BIG_LLADA, SMALL_LLADA, device_info, median, num_params, pick_device,  # noqa: E402
+from common import (BIG_LLADA, LLADA_8B, SMALL_LLADA, device_info, median, num_params, pick_device,  # noqa: E402
                     random_llada, sync, table, write_json)
 
 from tadllm.decoding import DecodeConfig, generate  # noqa: E402
@@ -86,7 +86,7 @@ def run(args, save=None) -> dict:
     """All configurations; `save(partial_result)` is called after each one (a time limit keeps what ran)."""
     device = pick_device(args.device, args.small)
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    cfg_kwargs = dict(SMALL_LLADA if args.small else BIG_LLADA)
+    cfg_kwargs = dict(SMALL_LLADA if args.small else {"1.6b": BIG_LLADA, "8b": LLADA_8B}[args.arch])
     t0 = time.perf_counter()
     model, family = random_llada(cfg_kwargs, device, dtype)
     build_s = time.perf_counter() - t0
@@ -98,7 +98,7 @@ def run(args, save=None) -> dict:
 
     def snapshot():
         return {
-            "benchmark": "decoding", "small": args.small, "compile": args.compile,
+            "benchmark": "decoding", "small": args.small, "arch": None if args.small else args.arch, "compile": args.compile,
             "compile_mode": args.compile_mode if args.compile else None, "compile_warmup_s": compile_s,
             "model": {**cfg_kwargs, "parameters": num_params(base), "dtype": str(dtype),
                       "weight_bytes_per_forward": wbytes, "build_s": build_s},
@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/bench", help="folder for the JSON result")
     p.add_argument("--small", action="store_true", help="tiny model on CPU (smoke run)")
     p.add_argument("--device", default=None)
+    p.add_argument("--arch", choices=["1.6b", "8b"], default="1.6b",
+                   help="random LLaDA of ~1.65B parameters, or of LLaDA-8B's shape (8.0B, 16 GB in bf16)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None)
     p.add_argument("--modes", nargs="+", default=["none", "prefix", "dual"], choices=["none", "prefix", "dual"])
     p.add_argument("--gen-length", type=int, default=None)

@@ -3,6 +3,7 @@ and the memory of the TAD loss on gathered rows vs a naive full-vocabulary log-s
 
     python benchmarks/bench_training.py --out runs/bench            # GPU: ~1.65B random LLaDA, bf16
     python benchmarks/bench_training.py --small --out runs/bench    # CPU smoke run (tiny model)
+    python benchmarks/bench_training.py --arch 8b --gradient-checkpointing --out runs/bench  # LLaDA-8B shape
 
 A training step is `TADTrainer.training_step` (teacher forward under no_grad, student forward, TAD loss,
 backward) plus the AdamW step, on a batch built by `TADCollator` from synthetic trajectories (student prompt
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from common import (BIG_LLADA, SMALL_LLADA, device_info, gib, median, pick_device, random_llada,  # noqa: E402
+from common import (BIG_LLADA, LLADA_8B, SMALL_LLADA, device_info, gib, median, pick_device, random_llada,  # noqa: E402
                     sync, table, write_json)
 
 from tadllm.distill.config import TADConfig  # noqa: E402
@@ -182,6 +183,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--small", action="store_true", help="tiny model on CPU (smoke run)")
     p.add_argument("--device", default=None)
+    p.add_argument("--arch", choices=["1.6b", "8b"], default="1.6b",
+                   help="random LLaDA of ~1.65B parameters, or of LLaDA-8B's shape (needs ~45 GB for frozen_copy)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--prompt-length", type=int, default=None)
     p.add_argument("--teacher-prompt-length", type=int, default=None)
@@ -201,7 +204,7 @@ def main(argv=None) -> int:
             setattr(args, key, value)
     device = pick_device(args.device, args.small)
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    cfg_kwargs = dict(SMALL_LLADA if args.small else BIG_LLADA)
+    cfg_kwargs = dict(SMALL_LLADA if args.small else {"1.6b": BIG_LLADA, "8b": LLADA_8B}[args.arch])
     steps = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes:

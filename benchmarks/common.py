@@ -24,6 +24,8 @@ if str(REPO / "src") not in sys.path:  # run from a checkout without installing
 BIG_LLADA = dict(d_model=2048, n_layers=22, n_heads=16, n_kv_heads=16, mlp_hidden_size=5632, vocab_size=126464,
                  embedding_size=126464, max_sequence_length=4096, rope_theta=500000.0, mask_token_id=126336,
                  eos_token_id=126081, pad_token_id=126081, init_std=0.02)
+# The LLaDA-8B shape itself (random weights; 16 GB in bf16).
+LLADA_8B = dict(BIG_LLADA, d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288)
 # A tiny one for CPU smoke runs (--small).
 SMALL_LLADA = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=512,
                    embedding_size=512, max_sequence_length=1024, rope_theta=10000.0, mask_token_id=511,

@@ -53,6 +53,8 @@ def test_adapter_disabled_teacher_equals_frozen_base(tiny_model_dir, traj_file, 
     expected = base_response_logits(tiny_model_dir, batch)
     assert torch.allclose(teacher, expected, atol=1e-5)
     assert trainer.model.training  # mode restored
+    lora = [p for n, p in trainer.model.named_parameters() if "lora_" in n]
+    assert lora and all(p.requires_grad for p in lora)  # the adapter trains again
     # the adapter is active again for the student: student logits differ from the base
     with torch.no_grad():
         student = trainer.model(**model_inputs(trainer.family, batch["teacher_input_ids"],

@@ -20,6 +20,7 @@ counts per micro-batch are equal). Nothing here divides by the accumulation step
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -77,6 +78,32 @@ class _SetEpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(int(math.floor((state.epoch or 0.0) + 1e-6)))
+
+
+@contextlib.contextmanager
+def adapters_disabled(peft_model):
+    """`peft_model.disable_adapter()` for LoRA-style adapters without its per-call model-status check: that
+    check walks and prints (`repr`) every module, several ms of host time per training step. The adapter
+    layers are found once per model; other adapter kinds (prompt learning) use peft's own context."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    config = peft_model.peft_config[peft_model.active_adapter]
+    if config.is_prompt_learning or getattr(config, "is_adaption_prompt", False):
+        with peft_model.disable_adapter():
+            yield
+        return
+    layers = getattr(peft_model, "_tadllm_adapter_layers", None)
+    if layers is None:
+        layers = [m for m in peft_model.modules() if isinstance(m, BaseTunerLayer) or
+                  (hasattr(m, "enable_adapters") and hasattr(m, "_disable_adapters") and m is not peft_model)]
+        peft_model._tadllm_adapter_layers = layers
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
 
 
 class TADTrainer(Trainer):
@@ -145,7 +172,7 @@ class TADTrainer(Trainer):
             try:
                 # Call the wrapped module (DDP / FSDP / DeepSpeed) so sharded parameters are gathered
                 # as in the student's forward; the adapter is off, so these are the base weights.
-                with peft_model.disable_adapter():
+                with adapters_disabled(peft_model):
                     out = model(**kwargs)
             finally:
                 peft_model.train(was_training)

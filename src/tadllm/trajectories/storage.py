@@ -92,12 +92,18 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
+# Dictionary encoding only for the repetitive string columns: on token-id lists from a large vocabulary the
+# dictionary holds nearly every id once and costs ~4.3 bytes per id (bench_storage.py, 2026-11-26: 4,609 vs
+# 3,078 bytes per LLaDA-scale trajectory); plain + zstd level 9 was also 5 % smaller on the testbed's.
+DICTIONARY_COLUMNS = ["problem_id", "text", "answer", "meta"]
+
+
 def write_shard(path: str | os.PathLike, records: list[dict]) -> int:
     """Write records as one parquet file, atomically (tmp file + fsync + os.replace). Returns its size."""
     path = Path(path)
     table = records_to_table(records)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", compression_level=9, use_dictionary=DICTIONARY_COLUMNS)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
