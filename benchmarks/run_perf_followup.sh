@@ -11,11 +11,11 @@ step() { local limit=$1; shift; echo "=== $* (limit ${limit}s)" | tee -a "$LOG";
   timeout --signal=INT --kill-after=20 "$limit" "$@" >> "$LOG" 2>&1; echo "=== exit $? after $((SECONDS - t0))s" | tee -a "$LOG"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$LOG"
 $PY -c 'import torch, transformers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)' | tee -a "$LOG"
-step 120 $PY benchmarks/bench_decoding.py --out "$OUT" --name decoding_1.6b.json
-step 110 $PY benchmarks/bench_decoding.py --out "$OUT" --compile --modes none dual --repeat 2 --name decoding_1.6b_compile.json
-step 110 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --modes none dual --repeat 2 --name decoding_8b.json
+step 100 $PY benchmarks/bench_decoding.py --out "$OUT" --name decoding_1.6b.json
+step 100 $PY benchmarks/bench_decoding.py --out "$OUT" --compile --modes none dual --repeat 2 --name decoding_1.6b_compile.json
+step 80 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --modes none dual --repeat 2 --name decoding_8b.json
 step 120 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --compile --modes none dual --repeat 2 --name decoding_8b_compile.json
 step 90 $PY benchmarks/bench_training.py --out "$OUT" --arch 8b --gradient-checkpointing --name training_8b_gc.json
-step 60 $PY benchmarks/bench_training.py --out "$OUT" --gradient-checkpointing --name training_1.6b_gc.json
-step 40 $PY benchmarks/bench_storage.py --out "$OUT"
+step 50 $PY benchmarks/bench_training.py --out "$OUT" --gradient-checkpointing --name training_1.6b_gc.json
+step 30 $PY benchmarks/bench_storage.py --out "$OUT"
 grep -v "it/s\]" "$LOG" | grep -E "^(===|batch|disable|frozen|teacher_mode|---|  |set|decoding|training|storage)" | tail -80
