@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--variants", default="ce-only,tad-d8,tad-d16,tad-d32,tad-d16-tau2,tad-d16-kl0.25,tad-d4-tau2")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--teacher", default=None, help="testbed teacher checkpoint (default: the bundled one)")
     p.add_argument("--train-problems", type=int, default=4096)
     p.add_argument("--train-steps", type=int, default=500)
     p.add_argument("--train-batch-size", type=int, default=64)
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
                            test_problems=a.test_problems, train_steps=a.train_steps,
                            train_batch_size=a.train_batch_size, batch_size=1000,
                            thresholds=[float(t) for t in a.thresholds.split(",")])
+    if a.teacher:
+        cfg.teacher = a.teacher
     out = Path(a.out)
     task, spec, meta = testbed_task(cfg.teacher)
     train, test = problems(spec, meta, cfg.train_problems, cfg.test_problems)

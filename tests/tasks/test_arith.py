@@ -56,6 +56,40 @@ def test_generate_is_deterministic_per_seed_and_prefix_stable():
     assert generate_problems(50, seed=3) == a[:50]
 
 
+def test_commute_writes_either_order_and_both_verify():
+    prob = ArithProblem(74, (("add", 29), ("mul", 6), ("sub", 45)), swapped=(True, True, False))
+    assert prob.response == "29+74=103;6*103=618;618-45=573;####573"
+    ex = ArithTask().to_example({"question": prob.prompt, "reference": prob.response, "answer": "573"}, 0, "test")
+    assert check_chain(prob.response, ex)
+    assert check_chain("74+29=103;103*6=618;618-45=573;####573", ex)
+    assert check_chain("29+74=103;103*6=618;618-45=573;####573", ex)
+    errs = chain_errors("29+74=103;618*6=618;45-618=573;####573", ex)
+    assert any("step 2" in e for e in errs) and any("step 3" in e for e in errs)  # sub does not commute
+    assert chain_errors("28+74=102;102*6=612;612-45=567;####567", ex)  # wrong operand is still caught
+
+
+def test_commute_knob_draws_swaps_and_zero_keeps_the_old_problems():
+    plain = generate_problems(300, seed=5)
+    assert plain == generate_problems(300, seed=5, spec=ArithSpec(commute=0.0))
+    assert all(not ArithProblem.parse(e.question).swapped for e in plain)
+    # every reference of the default spec is the unswapped rendering
+    assert all(e.reference == ArithProblem.parse(e.question).response for e in plain)
+    spec = ArithSpec(commute=0.5)
+    mixed = generate_problems(300, seed=5, spec=spec)
+    assert mixed == generate_problems(300, seed=5, spec=spec)
+    n_comm = n_swapped = 0
+    for e in mixed:
+        prob = ArithProblem.parse(e.question)
+        assert check_chain(e.reference, e)
+        n_comm += sum(op in ("add", "mul") for op, _ in prob.steps)
+        n_swapped += sum(e.reference.split(";")[i] != f"{v}{OPS[op]}{b}={prob.values[i + 1]}"
+                         for i, ((op, b), v) in enumerate(zip(prob.steps, prob.values)))
+    assert 0.4 < n_swapped / n_comm < 0.6
+    assert parse_source("synthetic:n=5,commute=0.25")["spec"] == {"commute": 0.25}
+    with pytest.raises(ValueError, match="commute"):
+        ArithSpec(commute=1.5)
+
+
 def test_make_splits_deterministic_disjoint_unique():
     train, test = make_splits(3000, 500, seed=7)
     train2, test2 = make_splits(3000, 500, seed=7)

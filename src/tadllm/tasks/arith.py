@@ -50,6 +50,7 @@ HINT_MODES = ("full", "answer")
 DEFAULT_TEMPLATE = "{question} ref {reference}"  # {reference} = the hint text of the mode
 ANSWER_MARKER = "####"
 
+COMMUTATIVE = ("add", "mul")
 _SYMBOL_TO_OP = {v: k for k, v in OPS.items()}
 _STEP_RE = re.compile(r"(-?\d+)([+*-])(\d+)=(-?\d+)")
 _ANSWER_RE = re.compile(r"\s*(-?\d+)")
@@ -81,6 +82,11 @@ class ArithSpec:
       count (so it must be reachable with ``max_ops`` ops, else ValueError). The default 63 keeps at least
       one EOS in the testbed's 64-position generation. ``None`` disables the limit.
     - ``max_resample``: retries per op and per chain before the spec is declared infeasible.
+    - ``commute``: probability that a step of a commutative op (add, mul) is written with its operands
+      swapped in the reference response (``29+74=103`` instead of ``74+29=103``). With ``commute > 0`` a
+      problem has several valid responses, as real tasks do, so the tokens far ahead of a decoding step are
+      genuinely uncertain. The verifier accepts either order whatever this knob is. ``0`` (the default)
+      draws exactly the problems of earlier versions.
     """
 
     min_ops: int = 3
@@ -94,6 +100,7 @@ class ArithSpec:
     ops: tuple[str, ...] = ("add", "sub", "mul")
     max_response_chars: int | None = 63
     max_resample: int = 200
+    commute: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("start_range", "add_range", "sub_range", "mul_range"):
@@ -118,6 +125,8 @@ class ArithSpec:
             raise ValueError("max_response_chars must be >= 1 or None")
         if self.max_resample < 1:
             raise ValueError("max_resample must be >= 1")
+        if not 0.0 <= self.commute <= 1.0:
+            raise ValueError(f"ArithSpec.commute must be a probability in [0, 1], got {self.commute}")
 
     def operand_range(self, op: str) -> tuple[int, int]:
         return {"add": self.add_range, "sub": self.sub_range, "mul": self.mul_range}[op]
@@ -139,10 +148,12 @@ class ArithSpec:
 
 @dataclass(frozen=True)
 class ArithProblem:
-    """A start value and a chain of ``(op, operand)``; renders the prompt and the reference response."""
+    """A start value and a chain of ``(op, operand)``; renders the prompt and the reference response.
+    ``swapped[i]`` writes step i's operands in the other order (commutative ops only)."""
 
     start: int
     steps: tuple[tuple[str, int], ...]
+    swapped: tuple[bool, ...] = ()
 
     @property
     def values(self) -> list[int]:
@@ -163,7 +174,9 @@ class ArithProblem:
     @property
     def response(self) -> str:
         vals = self.values
-        body = "".join(f"{vals[i]}{OPS[op]}{b}={vals[i + 1]};" for i, (op, b) in enumerate(self.steps))
+        swapped = self.swapped or (False,) * len(self.steps)
+        body = "".join(f"{b}{OPS[op]}{vals[i]}={vals[i + 1]};" if swap else f"{vals[i]}{OPS[op]}{b}={vals[i + 1]};"
+                       for i, ((op, b), swap) in enumerate(zip(self.steps, swapped)))
         return f"{body}{ANSWER_MARKER}{vals[-1]}"
 
     @classmethod
@@ -206,7 +219,10 @@ def sample_problem(rng: random.Random, spec: ArithSpec | None = None) -> ArithPr
             v = r
         if len(steps) < k:
             continue
-        prob = ArithProblem(start, tuple(steps))
+        swapped = ()
+        if spec.commute > 0:  # drawn only then, so commute=0 keeps the random stream of earlier versions
+            swapped = tuple(op in COMMUTATIVE and rng.random() < spec.commute for op, _ in steps)
+        prob = ArithProblem(start, tuple(steps), swapped)
         if spec.max_response_chars is not None and len(prob.response) > spec.max_response_chars:
             continue
         return prob
@@ -301,6 +317,7 @@ def make_splits(
 
 _RANGE_KEYS = {"start": "start_range", "add": "add_range", "sub": "sub_range", "mul": "mul_range"}
 _INT_KEYS = {"min_ops", "max_ops", "min_value", "max_value", "max_resample"}
+_FLOAT_KEYS = {"commute"}
 _RANGE_RE = re.compile(r"(-?\d+)(?:-|\.\.)(-?\d+)")
 
 
@@ -310,7 +327,7 @@ def parse_source(source: str) -> dict:
 
     Spec keys: ``min_ops``, ``max_ops``, ``min_value``, ``max_value``, ``max_resample``,
     ``max_chars`` (``max_response_chars``; ``none`` disables), ``ops`` (``add+mul``),
-    ``start`` / ``add`` / ``sub`` / ``mul`` ranges (``2-9`` or ``2..9``)."""
+    ``start`` / ``add`` / ``sub`` / ``mul`` ranges (``2-9`` or ``2..9``), ``commute`` (a probability)."""
     head, _, rest = source.partition(":")
     if head.strip() != "synthetic":
         raise ValueError(f"not a synthetic source string: {source!r}")
@@ -328,6 +345,8 @@ def parse_source(source: str) -> dict:
             out[key] = val
         elif key in _INT_KEYS:
             out["spec"][key] = int(val)
+        elif key in _FLOAT_KEYS:
+            out["spec"][key] = float(val)
         elif key in ("max_chars", "max_response_chars"):
             out["spec"]["max_response_chars"] = None if val.lower() in ("none", "0", "off") else int(val)
         elif key == "ops":
@@ -340,7 +359,7 @@ def parse_source(source: str) -> dict:
         else:
             raise ValueError(
                 f"unknown key {key!r} in {source!r}; known: n, n_train, n_test, seed, split, min_ops, max_ops, "
-                "min_value, max_value, max_chars, max_resample, ops, start, add, sub, mul"
+                "min_value, max_value, max_chars, max_resample, ops, start, add, sub, mul, commute"
             )
     return out
 
@@ -369,7 +388,7 @@ def chain_errors(text: str, example: Example) -> list[str]:
 
     Checks: a final ``####`` answer equal to the gold answer; exactly one ``a<op>b=c;`` step per prompt op,
     with the prompt's op and operand, ``a`` equal to the previous value (the start value first), and
-    ``c`` arithmetically right; the final answer equal to the last step's value. Text after the final
+    ``c`` arithmetically right (for ``+`` and ``*`` the operands may come in either order); the final answer equal to the last step's value. Text after the final
     answer's number is ignored."""
     prob = _problem_of(example)
     errors: list[str] = []
@@ -400,6 +419,9 @@ def chain_errors(text: str, example: Example) -> list[str]:
             continue
         a, sym, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
         op = _SYMBOL_TO_OP[sym]
+        if op in COMMUTATIVE and prev is not None and a != prev and b == prev and j < len(prob.steps) \
+                and (op, a) == prob.steps[j]:
+            a, b = b, a  # written as operand<op>previous value
         if prev is not None and a != prev:
             errors.append(f"step {j + 1}: starts from {a}, expected {prev}")
         if j < len(prob.steps) and (op, b) != prob.steps[j]:

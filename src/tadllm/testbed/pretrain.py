@@ -32,6 +32,8 @@ class PretrainConfig(TrainingArguments):
     mlp_hidden_size: int = 512
     min_ops: int = 2
     max_ops: int = 4
+    commute: float = field(default=0.0, metadata={"help": "probability of writing an add/mul step's operands "
+                                                          "swapped in reference responses (tadllm.tasks.arith)"})
     gen_length: int = 64
     block_length: int = 32
     n_train: int = 200_000
@@ -74,7 +76,7 @@ def model_config(cfg: PretrainConfig, tokenizer):
 def task_and_splits(cfg: PretrainConfig):
     from ..tasks.arith import ArithSpec, ArithTask, make_splits
 
-    spec = ArithSpec(min_ops=cfg.min_ops, max_ops=cfg.max_ops)
+    spec = ArithSpec(min_ops=cfg.min_ops, max_ops=cfg.max_ops, commute=cfg.commute)
     task = ArithTask(spec=spec, hint="answer" if cfg.hint == "mixed" else cfg.hint)
     train, test = make_splits(cfg.n_train, cfg.n_test, seed=cfg.data_seed_task, spec=spec)
     return task, train, test
@@ -234,7 +236,7 @@ def pretrain(cfg: PretrainConfig):
     trainer.accelerator.unwrap_model(trainer.model).to(parse_dtype(cfg.save_dtype)).save_pretrained(str(final))
     save_char_tokenizer(tokenizer, str(final))
     (final / "testbed.json").write_text(json.dumps({
-        "task": "arith", "min_ops": cfg.min_ops, "max_ops": cfg.max_ops, "gen_length": cfg.gen_length,
+        "task": "arith", "min_ops": cfg.min_ops, "max_ops": cfg.max_ops, "commute": cfg.commute, "gen_length": cfg.gen_length,
         "block_length": cfg.block_length, "hint": cfg.hint, "data_seed": cfg.data_seed_task,
         "n_train": cfg.n_train, "n_test": cfg.n_test, "steps": trainer.state.global_step,
         "parameters": n_params}, indent=2))

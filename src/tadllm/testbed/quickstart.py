@@ -75,7 +75,7 @@ def testbed_task(teacher_dir: str):
     from ..tasks.arith import ArithSpec, ArithTask
 
     meta = json.loads((Path(teacher_dir) / "testbed.json").read_text())
-    spec = ArithSpec(min_ops=meta["min_ops"], max_ops=meta["max_ops"])
+    spec = ArithSpec(min_ops=meta["min_ops"], max_ops=meta["max_ops"], commute=meta.get("commute", 0.0))
     return ArithTask(spec=spec, hint=meta.get("hint", "answer")), spec, meta
 
 
