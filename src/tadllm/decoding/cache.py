@@ -12,10 +12,6 @@ that still change:
   the sequence; the positions before the block attend through the stored keys/values.
 - **dual** cache: the other steps run only the current window (the current block; with `multi_block`, the
   current block up to the last opened block); the positions before *and after* it come from the cache.
-  When every row's window has the same length, the window's new keys/values are written into the cache
-  at their columns (`WindowKV`) and attention runs over the T cached positions with no mask (unless there is
-  left padding), which lets SDPA use its fastest kernel; otherwise the window's keys are concatenated to the
-  cache and the cache's copies of the window columns are masked out (same result, slower).
 
 This is an approximation: cached keys/values were computed when the current block (and, for dual, the
 suffix) still held other tokens, exactly the trade Fast-dLLM makes. With one transformer layer the
@@ -93,7 +89,6 @@ class BlockKVCache:
             positions = torch.arange(T, device=attention_mask.device).expand(B, T)
         self.positions = positions
         self.block = torch.full((B,), -1, dtype=torch.long, device=attention_mask.device)
-        self.window_write = True  # dual, equal-length windows: write into the cache (False: concatenate + mask)
         self.keys: list[torch.Tensor] | None = None  # per layer (B, kv_heads, T, head_dim)
         self.values: list[torch.Tensor] | None = None
         # statistics: forwards per row of each kind (refresh + cached = NFE of the row)
@@ -113,10 +108,8 @@ class BlockKVCache:
         """
         R = rows.numel()
         need = self.block[rows] != block
-        width = win_end - win_start
-        n_need, ws_min, ws_max, W, W_min = (int(v) for v in torch.stack(
-            [need.sum(), win_start.min(), win_start.max(), width.max(), width.min()]).tolist())
-        self._uniform = W == W_min
+        n_need, ws_min, ws_max, W = (int(v) for v in torch.stack(
+            [need.sum(), win_start.min(), win_start.max(), (win_end - win_start).max()]).tolist())
         if n_need == R:
             logits = self._refresh(model, x, rows, win_start, W)
         elif n_need == 0:
@@ -126,7 +119,6 @@ class BlockKVCache:
             lf = self._refresh(model, x, rows[fresh], win_start[fresh], W)
             ws_keep = win_start[keep]
             lo_k, hi_k = (int(v) for v in torch.stack([ws_keep.min(), ws_keep.max()]).tolist())
-            self._uniform = bool((width[keep] == W).all())
             lk = self._cached(model, x, rows[keep], ws_keep, win_end[keep], W, lo_k, hi_k)
             logits = lf.new_empty((R,) + tuple(lf.shape[1:]))
             logits[fresh], logits[keep] = lf, lk
@@ -162,8 +154,6 @@ class BlockKVCache:
     def _cached(self, model, x, rows, win_start, win_end, W, ws_min, ws_max):
         P, L, T = self.P, self.L, self.T
         device = x.device
-        if self.mode == "dual" and self._uniform and self.window_write:
-            return self._cached_window_write(model, x, rows, win_start, W)
         if self.mode == "prefix":  # queries: block start .. end of the sequence; keys: cached prefix
             Lq, K = L - ws_min, P + ws_max
             q_end = torch.full_like(win_start, L)
@@ -185,24 +175,6 @@ class BlockKVCache:
             past = [(k[:, :, :K], v[:, :, :K], None, None) for k, v in zip(self.keys, self.values)]
         else:
             past = [(k[rows, :, :K], v[rows, :, :K], None, None) for k, v in zip(self.keys, self.values)]
-        out = model(ids, attention_mask=mask, position_ids=pos, kv_cache=past, logits_range=(0, W))
-        self.cached[rows] += 1
-        return out.logits
-
-
-    def _cached_window_write(self, model, x, rows, win_start, W):
-        """Dual cache, every row's window W long: write the window's keys/values into the cache, attend over T."""
-        from ..models.llada import WindowKV
-
-        idx = self.P + win_start[:, None] + torch.arange(W, device=x.device)  # (n, W), all < T
-        ids = x[rows].gather(1, idx)
-        pos = self.positions[rows].gather(1, idx)
-        if rows.numel() == self.B:
-            past = [WindowKV(k, v, idx) for k, v in zip(self.keys, self.values)]
-            mask = self.attn
-        else:  # a copy of these rows' cache; the stored one keeps its refresh values, which is equivalent
-            past = [WindowKV(k[rows], v[rows], idx) for k, v in zip(self.keys, self.values)]
-            mask = self.attn[rows]
         out = model(ids, attention_mask=mask, position_ids=pos, kv_cache=past, logits_range=(0, W))
         self.cached[rows] += 1
         return out.logits

@@ -14,25 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
-
-
-class WindowKV(NamedTuple):
-    """One layer's cached keys/values of the whole sequence, (B, kv_heads, T, head_dim), into which this
-    call's keys/values are written at generation columns `cols` (B, T_in) before attending over all T
-    positions. The write is in place: the caller's cache then holds the window's newest keys/values, which
-    the next call overwrites again. No mask is needed for the stale window entries, so attention can use
-    SDPA's fastest kernel when there is no padding."""
-
-    k: torch.Tensor
-    v: torch.Tensor
-    cols: torch.Tensor
 
 
 @dataclass
@@ -164,8 +151,7 @@ class LLaDABlock(nn.Module):
         self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=bias)
 
     def forward(self, x, sin, cos, attn_mask, past_kv=None):
-        """`past_kv` = (k_before, v_before, k_after, v_after) in (B, kv_heads, T, hd), any of them None, whose
-        keys are concatenated around this call's; or a `WindowKV` that this call's keys are written into.
+        """`past_kv` = (k_before, v_before, k_after, v_after) in (B, kv_heads, T, hd), any of them None.
 
         Returns the block output and this call's rotated (k, v) so the caller can build a cache.
         """
@@ -176,11 +162,7 @@ class LLaDABlock(nn.Module):
         v = self.v_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, sin, cos), apply_rope(k, sin, cos)
         new_kv = (k, v)
-        if isinstance(past_kv, WindowKV):
-            idx = past_kv.cols[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
-            k = past_kv.k.scatter_(2, idx, k)
-            v = past_kv.v.scatter_(2, idx, v)
-        elif past_kv is not None:
+        if past_kv is not None:
             k_before, v_before, k_after, v_after = past_kv
             k = torch.cat([t for t in (k_before, k, k_after) if t is not None], dim=2)
             v = torch.cat([t for t in (v_before, v, v_after) if t is not None], dim=2)
@@ -275,8 +257,7 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         **kwargs,
     ):
         """`kv_cache`: optional list per layer of (k_before, v_before, k_after, v_after), with
-        `attention_mask` then covering [before ; input ; after] keys, or of `WindowKV` (the mask then covers
-        the cache's T keys). With `use_cache`, the output's
+        `attention_mask` then covering [before ; input ; after] keys. With `use_cache`, the output's
         `kv_cache` holds this call's rotated (k, v) per layer.
         `logits_range=(a, b)`: compute the output head only for positions a..b-1 (decoding needs logits for
         one block, and the head over a 126k vocabulary is the largest matmul of a step)."""
