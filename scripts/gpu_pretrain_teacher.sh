@@ -10,9 +10,12 @@ OUTDIR=${OUTDIR:-runs/testbed-teacher}
 CONFIG=${CONFIG:-configs/testbed-pretrain.yaml}
 if compgen -G "carry_ckpt/ckpt.tar.part*" > /dev/null; then cat carry_ckpt/ckpt.tar.part* | tar xf -; fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python3 -m tadllm.cli pretrain --config "$CONFIG" output_dir=$OUTDIR time_limit_s=$LIMIT "$@" \
-  2>&1 | grep -v -E "it/s\]|s/it\]" | tee "${OUT:-/tmp}/pretrain.log"
-cp $OUTDIR/accuracy_curve.jsonl "${OUT:-/tmp}/"
+# time_limit_s bounds the training loop only (data generation and tokenisation come first: ~1-2 min for
+# 1M problems); HARD_LIMIT kills the whole run so that what was saved still comes back within a 10-min call.
+timeout --signal=INT --kill-after=15 "${HARD_LIMIT:-$((LIMIT + 150))}" \
+  python3 -m tadllm.cli pretrain --config "$CONFIG" output_dir=$OUTDIR time_limit_s=$LIMIT "$@" \
+  2>&1 | grep --line-buffered -v -E "it/s\]|s/it\]" | tee "${OUT:-/tmp}/pretrain.log" || true
+cp $OUTDIR/accuracy_curve.jsonl "${OUT:-/tmp}/" || true
 tar cf - $OUTDIR/checkpoint-* $OUTDIR/accuracy_curve.jsonl | split -b 15M - "${OUT:-/tmp}/ckpt.tar.part"
-tar cf "${OUT:-/tmp}/final.tar" -C $OUTDIR final
+[ -d $OUTDIR/final ] && tar cf "${OUT:-/tmp}/final.tar" -C $OUTDIR final
 ls -la "${OUT:-/tmp}"
