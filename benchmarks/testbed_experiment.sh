@@ -6,12 +6,12 @@
 set -uo pipefail
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 OUTDIR=${OUT:-experiment_out}
-RUN=runs/testbed-experiment
+RUN=${RUN_DIR:-runs/testbed-experiment}
 mkdir -p $OUTDIR
-timeout 530 python3 -m tadllm.cli quickstart --device cuda --out-dir $RUN --baselines --seeds 3 \
+timeout ${EXPERIMENT_LIMIT:-530} python3 -m tadllm.cli quickstart --device cuda --out-dir $RUN --baselines --seeds 3 \
   --train-problems 4096 --train-steps 500 --train-batch-size 64 --test-problems 1000 --batch-size 1000 \
   --thresholds 0.999,0.99,0.95,0.9,0.7 --tpf1-point "$@" 2>&1 \
-  | grep -v -E "it/s\]|s/it\]|ex/s\]|traj/s\]|Loading weights|Writing model" | tee $OUTDIR/experiment.log
+  | grep --line-buffered -v -E "it/s\]|s/it\]|ex/s\]|traj/s\]|Loading weights|Writing model" | tee $OUTDIR/experiment.log; grep -q . $RUN/results.md 2>/dev/null || exit 1
 mkdir -p $OUTDIR; cp $RUN/results.md $OUTDIR/
 cp $RUN/report/report.md $OUTDIR/report.md
 cp $RUN/report/accuracy_vs_tpf.png $RUN/report/aup_bar.png $OUTDIR/

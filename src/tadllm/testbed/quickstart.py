@@ -102,6 +102,10 @@ def build_trajectories(cfg: QuickstartConfig, task, train, meta, out: Path) -> P
                                     batch_size=cfg.batch_size, seed=cfg.seed, model_name="testbed-teacher")
     print(f"trajectories: {summary.get('kept')} kept of {summary.get('samples')} "
           f"(teacher accuracy with the hint {100 * summary.get('teacher_accuracy', 0):.1f}%)")
+    if not summary.get("kept"):
+        raise RuntimeError(f"the teacher {cfg.teacher} produced no verified-correct trajectory on "
+                           f"{summary.get('samples')} training problems, so there is nothing to distil: train the "
+                           f"teacher longer (tad pretrain) or point --teacher at a trained one")
     return path
 
 
