@@ -115,7 +115,7 @@ def estimate(arch: Arch, strategy: str, gpus: int, checkpointing: bool, seq: int
 
 
 def table(arch: Arch, gpus_list=(1, 2, 4, 8), **kw) -> str:
-    lines = [f"| strategy | grad. ckpt | " + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in gpus_list) + " |",
+    lines = ["| strategy | grad. ckpt | " + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in gpus_list) + " |",
              "|---|---|" + "---|" * len(gpus_list)]
     for strategy in STRATEGIES:
         for ckpt in (True, False):

@@ -21,7 +21,6 @@ add/mul step, the other operand order's token at that position. CPU is fine (~1-
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -98,12 +97,10 @@ def main(argv=None) -> int:
         s["entropy"] += float(ent[mask].sum())
 
     with torch.no_grad():
-        for step in range(max(int(max(r["reveal_step"])) for r in records)):
-            items = [{**r, "step": step} for r in records if step < max(r["reveal_step"])]
-            idx = [i for i, r in enumerate(records) if step < max(r["reveal_step"])]
-            if not items:
-                break
-            batch = collator(items)
+        last = [max(r["reveal_step"]) for r in records]  # states after the last reveal have nothing masked
+        for step in range(max(last)):
+            idx = [i for i, n in enumerate(last) if step < n]
+            batch = collator([{**records[i], "step": step} for i in idx])
             kw = model_inputs(family, batch["teacher_input_ids"].to(a.device),
                               batch["teacher_attention_mask"].to(a.device))
             logp = response_logits(model(**kw).logits, family, L).float().log_softmax(-1).cpu()
@@ -116,8 +113,7 @@ def main(argv=None) -> int:
             top1_ok = top == safe
             valid_ok = top1_ok | (top == alt_ids)
             ent = -(logp.exp() * logp).sum(-1)
-            reveal = torch.tensor([records[i]["reveal_step"] for i in idx])
-            remaining = reveal - step
+            remaining = torch.tensor([records[i]["reveal_step"] for i in idx]) - step
             add("near (r <= delta)", batch["near"].bool(), p_label, top1_ok, valid_ok, ent)
             add("distant (r > delta)", batch["distant"].bool(), p_label, top1_ok, valid_ok, ent)
             for lo, hi in BUCKETS:

@@ -9,3 +9,30 @@ def tiny_llada_config(**overrides):
                   pad_token_id=1, init_std=0.5)
     kwargs.update(overrides)
     return LLaDAConfig(**kwargs)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on (for `accelerate launch --main_process_port`)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def decoding_cases():
+    """(PROMPTS, CONFIGS): prompts of different lengths and one DecodeConfig per policy / schedule, shared by
+    the decoding-loop and KV-cache tests."""
+    from tadllm.decoding import DecodeConfig
+
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27, 28], [40]]
+    configs = {
+        "low_confidence": DecodeConfig(gen_length=32, block_length=8),
+        "two_per_step": DecodeConfig(gen_length=32, block_length=8, steps=16),
+        "random": DecodeConfig(gen_length=32, block_length=8, policy="random", steps=16),
+        "confidence": DecodeConfig(gen_length=32, block_length=8, policy="confidence", threshold=0.05),
+        "entropy_multi": DecodeConfig(gen_length=32, block_length=8, policy="entropy", threshold=5.0,
+                                      multi_block=True, block_add_threshold=0.25, decoded_token_threshold=0.5),
+        "single_block": DecodeConfig(gen_length=32, block_length=32, policy="entropy", threshold=5.0),
+    }
+    return prompts, configs

@@ -6,16 +6,9 @@ import torch
 from tadllm.decoding import DecodeConfig, generate
 from tadllm.decoding.loop import count_tokens
 
-PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27, 28], [40]]
-CONFIGS = {
-    "low_confidence": DecodeConfig(gen_length=32, block_length=8),
-    "two_per_step": DecodeConfig(gen_length=32, block_length=8, steps=16),
-    "random": DecodeConfig(gen_length=32, block_length=8, policy="random", steps=16),
-    "confidence": DecodeConfig(gen_length=32, block_length=8, policy="confidence", threshold=0.05),
-    "entropy_multi": DecodeConfig(gen_length=32, block_length=8, policy="entropy", threshold=5.0,
-                                  multi_block=True, block_add_threshold=0.25, decoded_token_threshold=0.5),
-    "single_block": DecodeConfig(gen_length=32, block_length=32, policy="entropy", threshold=5.0),
-}
+from tadtest import decoding_cases
+
+PROMPTS, CONFIGS = decoding_cases()
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import types
@@ -28,6 +27,8 @@ from tadllm.eval.runner import (
     run_sweep,
     sweep_configs,
 )
+
+from tadtest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -93,23 +94,6 @@ def _task():
 def data_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "test.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return path
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    """A tiny random LLaDA saved with the char tokenizer (no chat template)."""
-    from tadllm.models.llada import LLaDAConfig, LLaDAModelLM
-    from tadllm.testbed.tokenizer import build_char_tokenizer, save_char_tokenizer
-
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-llada-char"
-    tok = build_char_tokenizer()
-    cfg = LLaDAConfig(d_model=32, n_heads=2, n_layers=2, mlp_hidden_size=64, vocab_size=len(tok),
-                      mask_token_id=tok.mask_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, max_sequence_length=256)
-    torch.manual_seed(0)
-    LLaDAModelLM(cfg).save_pretrained(path)
-    save_char_tokenizer(tok, path)
     return path
 
 
@@ -472,12 +456,6 @@ def test_main_report_and_main_aup(ckpt, data_file, tmp_path, capsys, arith_regis
 # ----------------------------------------------------------------------------------- accelerate launch
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
                     reason="accelerate launcher not installed")
 def test_accelerate_launch_two_cpu_processes_matches_one(ckpt, data_file, tmp_path, arith_registered):
@@ -494,7 +472,7 @@ def test_accelerate_launch_two_cpu_processes_matches_one(ckpt, data_file, tmp_pa
     # `--multi_gpu` is accelerate's torchrun-style launcher; without CUDA the runner asks accelerate for a
     # gloo group on the CPU (a plain `--cpu` launch starts a single process).
     proc = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+                           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
                            "-m", "tadllm.eval.runner", *argv], env=env, capture_output=True, text=True,
                           timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

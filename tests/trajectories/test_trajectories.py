@@ -394,20 +394,16 @@ def test_accelerate_launch_two_cpu_processes_matches_one(tmp_path):
     """`accelerate launch --num_processes 2 -m tadllm.cli trajectories` (gloo on the CPU) stores the same
     trajectories as one process at temperature 0: every problem once, on its rank (sampling seeds are per
     rank and chunk, so at temperature > 0 the samples depend on the number of processes)."""
-    import socket
-
     from tadllm.testbed.quickstart import BUNDLED_TEACHER
+    from tadtest import free_port
 
     argv = ["--model", str(BUNDLED_TEACHER), "--task", "arith", "--data", "synthetic:n=6,seed=3,split=train",
             "--gen-length", "64", "--block-length", "32", "--steps", "64", "--temperature", "0", "--batch-size", "4",
             "--chunk-size", "2", "--keep", "all", "--device", "cpu", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     launcher = str(Path(sys.executable).parent / "accelerate")
     two = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
                           "-m", "tadllm.cli", "trajectories", *argv, "--out", str(tmp_path / "two")],
                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]

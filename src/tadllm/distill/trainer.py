@@ -83,8 +83,8 @@ class _SetEpochCallback(TrainerCallback):
 @contextlib.contextmanager
 def adapters_disabled(peft_model):
     """`peft_model.disable_adapter()` for LoRA-style adapters without its per-call model-status check: that
-    check walks and prints (`repr`) every module, several ms of host time per training step. The adapter
-    layers are found once per model; other adapter kinds (prompt learning) use peft's own context."""
+    check walks and prints (`repr`) every module, several ms of host time per training step. Other adapter
+    kinds (prompt learning) use peft's own context."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     config = peft_model.peft_config[peft_model.active_adapter]
@@ -92,11 +92,8 @@ def adapters_disabled(peft_model):
         with peft_model.disable_adapter():
             yield
         return
-    layers = getattr(peft_model, "_tadllm_adapter_layers", None)
-    if layers is None:
-        layers = [m for m in peft_model.modules() if isinstance(m, BaseTunerLayer) or
-                  (hasattr(m, "enable_adapters") and hasattr(m, "_disable_adapters") and m is not peft_model)]
-        peft_model._tadllm_adapter_layers = layers
+    # tuner layers and peft's modules_to_save wrappers: what peft's own disable_adapter_layers() toggles
+    layers = [m for m in peft_model.modules() if isinstance(m, BaseTunerLayer) or hasattr(m, "_disable_adapters")]
     for layer in layers:
         layer.enable_adapters(False)
     try:

@@ -175,8 +175,11 @@ class ArithProblem:
     def response(self) -> str:
         vals = self.values
         swapped = self.swapped or (False,) * len(self.steps)
-        body = "".join(f"{b}{OPS[op]}{vals[i]}={vals[i + 1]};" if swap else f"{vals[i]}{OPS[op]}{b}={vals[i + 1]};"
-                       for i, ((op, b), swap) in enumerate(zip(self.steps, swapped)))
+        lines = []
+        for (op, b), prev, value, swap in zip(self.steps, vals, vals[1:], swapped):
+            x, y = (b, prev) if swap else (prev, b)
+            lines.append(f"{x}{OPS[op]}{y}={value};")
+        body = "".join(lines)
         return f"{body}{ANSWER_MARKER}{vals[-1]}"
 
     @classmethod
@@ -388,8 +391,8 @@ def chain_errors(text: str, example: Example) -> list[str]:
 
     Checks: a final ``####`` answer equal to the gold answer; exactly one ``a<op>b=c;`` step per prompt op,
     with the prompt's op and operand, ``a`` equal to the previous value (the start value first), and
-    ``c`` arithmetically right (for ``+`` and ``*`` the operands may come in either order); the final answer equal to the last step's value. Text after the final
-    answer's number is ignored."""
+    ``c`` arithmetically right (for ``+`` and ``*`` the operands may come in either order); the final
+    answer equal to the last step's value. Text after the final answer's number is ignored."""
     prob = _problem_of(example)
     errors: list[str] = []
     i = text.rfind(ANSWER_MARKER)

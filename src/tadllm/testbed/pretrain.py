@@ -236,8 +236,9 @@ def pretrain(cfg: PretrainConfig):
     trainer.accelerator.unwrap_model(trainer.model).to(parse_dtype(cfg.save_dtype)).save_pretrained(str(final))
     save_char_tokenizer(tokenizer, str(final))
     (final / "testbed.json").write_text(json.dumps({
-        "task": "arith", "min_ops": cfg.min_ops, "max_ops": cfg.max_ops, "commute": cfg.commute, "gen_length": cfg.gen_length,
-        "block_length": cfg.block_length, "hint": cfg.hint, "data_seed": cfg.data_seed_task,
+        "task": "arith", "min_ops": cfg.min_ops, "max_ops": cfg.max_ops, "commute": cfg.commute,
+        "gen_length": cfg.gen_length, "block_length": cfg.block_length, "hint": cfg.hint,
+        "data_seed": cfg.data_seed_task,
         "n_train": cfg.n_train, "n_test": cfg.n_test, "steps": trainer.state.global_step,
         "parameters": n_params}, indent=2))
     return final
