@@ -39,6 +39,7 @@ from common import (BIG_LLADA, LLADA_8B, SMALL_LLADA, device_info, median, num_p
                     random_llada, sync, table, write_json)
 
 from tadllm.decoding import DecodeConfig, generate  # noqa: E402
+from tadllm.decoding.graphs import CUDAGraphModel  # noqa: E402
 
 
 class TimedModel(nn.Module):
@@ -50,6 +51,8 @@ class TimedModel(nn.Module):
         self.inner = model
         self.device_ = device
         self.records: list[tuple[str, float, int, int]] = []
+        if hasattr(model, "kv_buffer"):  # CUDA-graph wrapper: the cache keeps its keys/values in its buffers
+            self.kv_buffer = model.kv_buffer
 
     @property
     def config(self):
@@ -95,6 +98,7 @@ def run(args, save=None) -> dict:
     wbytes = weight_bytes(base)
     compile_s = None
     results = []
+    baselines = {}  # (batch, variant) -> (tok/s, tokens) of no cache
 
     def snapshot():
         return {
@@ -109,64 +113,71 @@ def run(args, save=None) -> dict:
         model = torch.compile(model, dynamic=False, mode=args.compile_mode)
     L, bl = args.gen_length, args.block_length
     steps = args.steps or L // 2
-    for batch in args.batch_sizes:
+    eager_model = model
+    for batch, variant, mode in [(b, v, m) for b in args.batch_sizes for v in args.variants for m in args.modes]:
+        if variant == "graphs" and not isinstance(model, CUDAGraphModel):
+            model = CUDAGraphModel(eager_model)
+        elif variant == "eager" and model is not eager_model:
+            model.reset()  # free the graphs' memory
+            model = eager_model
         prompts = make_prompts(batch, args.prompt_length, cfg_kwargs["vocab_size"], family.mask_token_id, batch)
-        reference_tokens = None
-        base_tps = None
-        for mode in args.modes:
-            cfg = DecodeConfig(gen_length=L, block_length=bl, policy="low_confidence", steps=steps,
-                               temperature=0.0, stop_at_eos=False, use_cache=mode)
-            # warm-up (allocator, kernels; compile on the first call)
+        cfg = DecodeConfig(gen_length=L, block_length=bl, policy="low_confidence", steps=steps,
+                           temperature=0.0, stop_at_eos=False, use_cache=mode)
+        # warm-up (allocator, kernels; compile on the first call)
+        sync(device)
+        w0 = time.perf_counter()
+        generate(model, family, prompts, cfg)
+        sync(device)
+        warm_s = time.perf_counter() - w0
+        if args.compile and compile_s is None:
+            compile_s = warm_s
+        walls, out = [], None
+        for _ in range(args.repeat):
             sync(device)
-            w0 = time.perf_counter()
-            generate(model, family, prompts, cfg)
+            t = time.perf_counter()
+            out = generate(model, family, prompts, cfg)
             sync(device)
-            warm_s = time.perf_counter() - w0
-            if args.compile and compile_s is None:
-                compile_s = warm_s
-            walls, out = [], None
-            for _ in range(args.repeat):
-                sync(device)
-                t = time.perf_counter()
-                out = generate(model, family, prompts, cfg)
-                sync(device)
-                walls.append(time.perf_counter() - t)
-            wall = median(walls)
-            nfe = int(out.nfe.max())
-            timed_model = TimedModel(model, device)
-            generate(timed_model, family, prompts, cfg)
-            recs = timed_model.records
-            fwd_total = sum(r[1] for r in recs)
-            by_kind = {}
-            for kind in ("full", "refresh", "cached"):
-                ts = [r[1] for r in recs if r[0] == kind]
-                if ts:
-                    widths = sorted({r[3] for r in recs if r[0] == kind})
-                    by_kind[kind] = {"count": len(ts), "mean_ms": 1e3 * sum(ts) / len(ts),
-                                     "query_lengths": widths}
-            fwd_ms = 1e3 * fwd_total / len(recs)
-            step_ms = 1e3 * wall / nfe
-            tps = batch * L / wall
-            if mode == "none":
-                base_tps, reference_tokens = tps, out.tokens
-            row = {
-                "batch": batch, "mode": mode, "gen_length": L, "block_length": bl, "steps": steps,
-                "prompt_length": args.prompt_length, "nfe": nfe, "tpf": L / nfe,
-                "wall_s": wall, "wall_all_s": walls, "warmup_s": warm_s, "tok/s": tps,
-                "x none": None if base_tps is None else tps / base_tps,
-                "step ms": step_ms, "fwd ms": fwd_ms, "loop ms": step_ms - fwd_ms,
-                "fwd share": fwd_ms / step_ms, "forwards": by_kind,
-                "match": None if reference_tokens is None else float((out.tokens == reference_tokens).float().mean()),
-            }
-            if batch == 1 and info.get("peak_bandwidth_Bps"):
-                row["roof%"] = 100.0 * wbytes / (fwd_ms / 1e3) / info["peak_bandwidth_Bps"]
-                for kind, k in by_kind.items():
-                    k["roofline_fraction"] = wbytes / (k["mean_ms"] / 1e3) / info["peak_bandwidth_Bps"]
-            results.append(row)
-            if save is not None:
-                save(snapshot())
-            print(f"batch {batch:3d} {mode:6s}: {tps:9.1f} tok/s  TPF {L / nfe:.2f}  step {step_ms:7.2f} ms "
-                  f"(forward {fwd_ms:7.2f} ms, loop {step_ms - fwd_ms:6.2f} ms)  warm-up {warm_s:.1f}s", flush=True)
+            walls.append(time.perf_counter() - t)
+        wall = median(walls)
+        nfe = int(out.nfe.max())
+        timed_model = TimedModel(model, device)
+        generate(timed_model, family, prompts, cfg)
+        recs = timed_model.records
+        fwd_total = sum(r[1] for r in recs)
+        by_kind = {}
+        for kind in ("full", "refresh", "cached"):
+            ts = [r[1] for r in recs if r[0] == kind]
+            if ts:
+                widths = sorted({r[3] for r in recs if r[0] == kind})
+                by_kind[kind] = {"count": len(ts), "mean_ms": 1e3 * sum(ts) / len(ts),
+                                 "query_lengths": widths}
+        fwd_ms = 1e3 * fwd_total / len(recs)
+        step_ms = 1e3 * wall / nfe
+        tps = batch * L / wall
+        ref = baselines.get((batch, variant))
+        if mode == "none":
+            baselines[(batch, variant)] = ref = (tps, out.tokens)
+        eager_none = baselines.get((batch, "eager"))
+        row = {
+            "batch": batch, "variant": variant, "mode": mode, "gen_length": L, "block_length": bl, "steps": steps,
+            "prompt_length": args.prompt_length, "nfe": nfe, "tpf": L / nfe,
+            "wall_s": wall, "wall_all_s": walls, "warmup_s": warm_s, "tok/s": tps,
+            "x none": None if ref is None else tps / ref[0],
+            "x eager none": None if eager_none is None else tps / eager_none[0],
+            "step ms": step_ms, "fwd ms": fwd_ms, "loop ms": step_ms - fwd_ms,
+            "fwd share": fwd_ms / step_ms, "forwards": by_kind,
+            "match": None if ref is None else float((out.tokens == ref[1]).float().mean()),
+            "graphs": model.num_graphs if variant == "graphs" else None,
+        }
+        if batch == 1 and info.get("peak_bandwidth_Bps"):
+            row["roof%"] = 100.0 * wbytes / (fwd_ms / 1e3) / info["peak_bandwidth_Bps"]
+            for kind, k in by_kind.items():
+                k["roofline_fraction"] = wbytes / (k["mean_ms"] / 1e3) / info["peak_bandwidth_Bps"]
+        results.append(row)
+        if save is not None:
+            save(snapshot())
+        print(f"batch {batch:3d} {variant:6s} {mode:6s}: {tps:9.1f} tok/s  TPF {L / nfe:.2f}  step {step_ms:7.2f} ms "
+              f"(forward {fwd_ms:7.2f} ms, loop {step_ms - fwd_ms:6.2f} ms)  warm-up {warm_s:.1f}s", flush=True)
     return snapshot()
 
 
@@ -187,6 +198,8 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (dynamic=False)")
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile mode: default | reduce-overhead | max-autotune-no-cudagraphs")
+    p.add_argument("--variants", nargs="+", default=["eager"], choices=["eager", "graphs"],
+                   help="eager forwards and/or CUDA-graph replays (tadllm.decoding.graphs), side by side")
     p.add_argument("--name", default=None, help="JSON file name (default decoding[_compile][_small].json)")
     args = p.parse_args(argv)
     small_defaults = dict(batch_sizes=[1, 4], gen_length=32, block_length=8, prompt_length=16)
@@ -194,12 +207,17 @@ def main(argv=None) -> int:
     for key, value in (small_defaults if args.small else big_defaults).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.compile and "graphs" in args.variants:
+        p.error("--compile and --variants graphs do not combine")
+    if "eager" in args.variants:  # the "x eager none" column needs the eager baseline first
+        args.variants = ["eager"] + [v for v in args.variants if v != "eager"]
     if "none" in args.modes:  # the ratio column needs the baseline first
         args.modes = ["none"] + [m for m in args.modes if m != "none"]
     name = args.name or "decoding" + ("_compile" if args.compile else "") + ("_small" if args.small else "") + ".json"
     result = run(args, save=lambda partial: write_json(args.out, name, partial))
     path = write_json(args.out, name, result)
-    cols = ["batch", "mode", "tpf", "tok/s", "x none", "step ms", "fwd ms", "loop ms", "match"]
+    cols = ["batch", "variant", "mode", "tpf", "tok/s", "x none", "x eager none", "step ms", "fwd ms", "loop ms",
+            "match"]
     if any("roof%" in r for r in result["results"]):
         cols.append("roof%")
     model = result["model"]

@@ -1,4 +1,4 @@
-"""The `tad` entry point: dispatch, help, errors, and `tad generate` (plain and with --compile)."""
+"""The `tad` entry point: dispatch, help, errors, and `tad generate` (plain, with --compile, --cuda-graphs)."""
 
 import pytest
 
@@ -36,3 +36,10 @@ def test_generate_with_compile_gives_the_same_answer(capsys):
     plain = capsys.readouterr().out
     main(GEN + ["--compile"])
     assert capsys.readouterr().out == plain
+
+
+def test_cuda_graphs_need_a_cuda_device_and_exclude_compile():
+    with pytest.raises(SystemExit, match="needs the model on a CUDA device"):
+        main(GEN + ["--cuda-graphs"])
+    with pytest.raises(SystemExit, match="one of --compile and --cuda-graphs"):
+        main(GEN + ["--cuda-graphs", "--compile"])

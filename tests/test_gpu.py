@@ -41,3 +41,25 @@ def test_bundled_teacher_decodes_on_cuda_in_bf16(cache):
     out = generate(model, family, prompts, cfg)
     texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
     assert texts[0].startswith("74+29=103;103*6=618;") and texts[1].startswith("5+7=12;12*3=36;")
+
+
+@pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
+def test_cuda_graphs_decode_the_same_tokens(cache):
+    """Captured and replayed forwards (tadllm.decoding.graphs) give the eager tokens, on the first call (capture)
+    and on a second call (pure replay), for rows of equal and of different prompt lengths."""
+    from tadllm.decoding import DecodeConfig, generate
+    from tadllm.decoding.graphs import CUDAGraphModel
+    from tadllm.models import load_model
+    from tadllm.testbed.quickstart import BUNDLED_TEACHER
+
+    model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="float32", device="cuda")
+    cfg = DecodeConfig(gen_length=64, block_length=16, steps=32, use_cache=cache)
+    for texts in (["start 74 add 29 mul 6", "start 15 add 27 mul 3"], ["start 74 add 29 mul 6", "start 5 mul 7"]):
+        prompts = [tokenizer.encode(p, add_special_tokens=False) for p in texts]
+        ref = generate(model, family, prompts, cfg)
+        wrapped = CUDAGraphModel(model)
+        assert wrapped.capture
+        for _ in range(2):
+            out = generate(wrapped, family, prompts, cfg)
+            assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.nfe, ref.nfe)
+        assert wrapped.num_graphs > 0 and wrapped.eager_calls == 0

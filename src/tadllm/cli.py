@@ -72,16 +72,30 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--trust-remote-code", action="store_true")
     g.add_argument("--mask-token-id", type=int, default=None, help="override the mask id of a generic model")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs)")
+    g.add_argument("--cuda-graphs", action="store_true",
+                   help="replay CUDA graphs of the decoding forwards (pays off at small batches on GPUs)")
+
+
+def accelerate_decoding(model, args):
+    """Apply `--compile` or `--cuda-graphs` (one of them) to a loaded model."""
+    from .models import compile_model, cuda_graph_model
+
+    if args.compile and args.cuda_graphs:
+        raise SystemExit("use one of --compile and --cuda-graphs, not both")
+    try:
+        if args.cuda_graphs:
+            return cuda_graph_model(model)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    return compile_model(model) if args.compile else model
 
 
 def load_from_args(args):
     from .models import load_model
 
-    from .models import compile_model
-
     model, tokenizer, family = load_model(args.model, dtype=args.dtype, device=args.device,
                                           trust_remote_code=args.trust_remote_code, mask_token_id=args.mask_token_id)
-    return (compile_model(model) if args.compile else model), tokenizer, family
+    return accelerate_decoding(model, args), tokenizer, family
 
 
 def main_generate(argv=None) -> int:

@@ -85,6 +85,8 @@ class BlockKVCache:
         self.B, self.T = B, T
         self.attn = attention_mask.long()
         self.key_ok = attention_mask.bool()
+        # Unpadded batches pass no mask where none is needed, so attention can use its fastest kernel.
+        self.padded = not bool(self.key_ok.all())
         if positions is None:
             positions = torch.arange(T, device=attention_mask.device).expand(B, T)
         self.positions = positions
@@ -108,18 +110,20 @@ class BlockKVCache:
         """
         R = rows.numel()
         need = self.block[rows] != block
-        n_need, ws_min, ws_max, W = (int(v) for v in torch.stack(
-            [need.sum(), win_start.min(), win_start.max(), (win_end - win_start).max()]).tolist())
+        width = win_end - win_start
+        n_need, ws_min, ws_max, W, W_min = (int(v) for v in torch.stack(
+            [need.sum(), win_start.min(), win_start.max(), width.max(), width.min()]).tolist())
         if n_need == R:
             logits = self._refresh(model, x, rows, win_start, W)
         elif n_need == 0:
-            logits = self._cached(model, x, rows, win_start, win_end, W, ws_min, ws_max)
+            logits = self._cached(model, x, rows, win_start, win_end, W, ws_min, ws_max, W_min == W)
         else:
             fresh, keep = need.nonzero().squeeze(1), (~need).nonzero().squeeze(1)
             lf = self._refresh(model, x, rows[fresh], win_start[fresh], W)
-            ws_keep = win_start[keep]
-            lo_k, hi_k = (int(v) for v in torch.stack([ws_keep.min(), ws_keep.max()]).tolist())
-            lk = self._cached(model, x, rows[keep], ws_keep, win_end[keep], W, lo_k, hi_k)
+            ws_keep, width_keep = win_start[keep], width[keep]
+            lo_k, hi_k, w_lo, w_hi = (int(v) for v in torch.stack(
+                [ws_keep.min(), ws_keep.max(), width_keep.min(), width_keep.max()]).tolist())
+            lk = self._cached(model, x, rows[keep], ws_keep, win_end[keep], W, lo_k, hi_k, w_lo == w_hi == W)
             logits = lf.new_empty((R,) + tuple(lf.shape[1:]))
             logits[fresh], logits[keep] = lf, lk
         self.block[rows] = block
@@ -130,30 +134,43 @@ class BlockKVCache:
         n = rows.numel()
         cols = (self.P + win_start[:, None] + torch.arange(W, device=x.device)).clamp_max(self.T - 1)
         first, last = int(cols.min()), int(cols.max()) + 1  # one sync; the head runs on these columns only
-        out = model(x[rows], attention_mask=self.attn[rows], position_ids=self.positions[rows], use_cache=True,
-                    logits_range=(first, last))
-        self._store(rows, out.kv_cache)
+        out = model(x[rows], attention_mask=self.attn[rows] if self.padded else None,
+                    position_ids=self.positions[rows], use_cache=True, logits_range=(first, last))
+        self._store(model, rows, out.kv_cache)
         self.refreshes[rows] += 1
         return out.logits[torch.arange(n, device=x.device)[:, None], cols - first]
 
-    def _store(self, rows, kv):
+    def _store(self, model, rows, kv):
         everything = rows.numel() == self.B
+        # Under CUDA graphs the keys/values live in the wrapper's persistent buffers: a replay's outputs are
+        # overwritten by the next replay, and cached steps then read the buffers without a copy.
+        kv_buffer = getattr(model, "kv_buffer", None)
         if self.keys is None:
-            if everything:
+            if everything and kv_buffer is None:
                 self.keys, self.values = [k for k, _ in kv], [v for _, v in kv]
                 return
-            self.keys = [k.new_zeros((self.B,) + tuple(k.shape[1:])) for k, _ in kv]
-            self.values = [v.new_zeros((self.B,) + tuple(v.shape[1:])) for _, v in kv]
+            shape = lambda t: (self.B,) + tuple(t.shape[1:])  # noqa: E731
+            if kv_buffer is None:
+                self.keys = [k.new_zeros(shape(k)) for k, _ in kv]
+                self.values = [v.new_zeros(shape(v)) for _, v in kv]
+            else:
+                self.keys = [kv_buffer(("k", i), shape(k), k.dtype, k.device) for i, (k, _) in enumerate(kv)]
+                self.values = [kv_buffer(("v", i), shape(v), v.dtype, v.device) for i, (_, v) in enumerate(kv)]
         for i, (k, v) in enumerate(kv):
-            if everything:
+            if everything and kv_buffer is None:
                 self.keys[i], self.values[i] = k, v
+            elif everything:
+                self.keys[i].copy_(k)
+                self.values[i].copy_(v)
             else:
                 self.keys[i].index_copy_(0, rows, k)
                 self.values[i].index_copy_(0, rows, v)
 
-    def _cached(self, model, x, rows, win_start, win_end, W, ws_min, ws_max):
+    def _cached(self, model, x, rows, win_start, win_end, W, ws_min, ws_max, same_width):
         P, L, T = self.P, self.L, self.T
         device = x.device
+        if ws_min == ws_max and same_width and not self.padded:
+            return self._cached_uniform(model, x, rows, ws_min, W)
         if self.mode == "prefix":  # queries: block start .. end of the sequence; keys: cached prefix
             Lq, K = L - ws_min, P + ws_max
             q_end = torch.full_like(win_start, L)
@@ -176,6 +193,27 @@ class BlockKVCache:
         else:
             past = [(k[rows, :, :K], v[rows, :, :K], None, None) for k, v in zip(self.keys, self.values)]
         out = model(ids, attention_mask=mask, position_ids=pos, kv_cache=past, logits_range=(0, W))
+        self.cached[rows] += 1
+        return out.logits
+
+    def _cached_uniform(self, model, x, rows, ws, W):
+        """Every row has the same window and no padding: slice the cache instead of masking it, so the
+        forward needs no attention mask (the fastest attention kernel; fixed shapes per block for graphs)."""
+        P = self.P
+        q_end = self.L if self.mode == "prefix" else ws + W
+        before, after = P + ws, P + q_end
+        everything = rows.numel() == self.B
+
+        def part(t, a, b):
+            return t[:, :, a:b] if everything else t[rows, :, a:b]
+
+        if self.mode == "prefix":
+            past = [(part(k, 0, before), part(v, 0, before), None, None) for k, v in zip(self.keys, self.values)]
+        else:
+            past = [(part(k, 0, before), part(v, 0, before), part(k, after, self.T), part(v, after, self.T))
+                    for k, v in zip(self.keys, self.values)]
+        out = model(x[rows, before:after], attention_mask=None, position_ids=self.positions[rows, before:after],
+                    kv_cache=past, logits_range=(0, W))
         self.cached[rows] += 1
         return out.logits
 

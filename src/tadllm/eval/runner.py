@@ -559,6 +559,8 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
     r.add_argument("--trust-remote-code", action="store_true")
     r.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs; "
                    "see docs/performance.md)")
+    r.add_argument("--cuda-graphs", action="store_true", help="replay CUDA graphs of the decoding forwards "
+                   "(pays off at small batches on GPUs; see docs/performance.md)")
     r.add_argument("--mask-token-id", type=int, default=None)
     r.add_argument("--tokenizer", default=None, help="tokenizer folder when the checkpoint has none")
     r.add_argument("--system-prompt", default=None, help="system message for the chat template")
@@ -593,10 +595,9 @@ def main_eval(argv: Sequence[str] | None = None) -> int:
     model, tokenizer, family = load_model(args.model, dtype=dtype, device=device,
                                           trust_remote_code=args.trust_remote_code,
                                           mask_token_id=args.mask_token_id)
-    if args.compile:
-        from tadllm.models import compile_model
+    from tadllm.cli import accelerate_decoding
 
-        model = compile_model(model)
+    model = accelerate_decoding(model, args)
     if args.tokenizer:
         tokenizer = load_tokenizer(args.tokenizer, trust_remote_code=args.trust_remote_code)
     if tokenizer is None:

@@ -101,6 +101,10 @@ class LLaDAConfig(PretrainedConfig):
         return self.n_heads
 
 
+def _capturing() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 class RMSNorm(nn.Module):
     """RMSNorm computed in fp32 and cast back before the affine weight, as in the reference."""
 
@@ -238,7 +242,10 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         """Additive key-padding mask (B, 1, 1, K) or None when every key is visible."""
         # An all-ones mask is dropped so SDPA can use its fastest kernel: measured on an H200, always passing
         # the mask made cached (dual) decoding 21 % slower than this check's host sync costs.
-        if attention_mask is None or bool(attention_mask.all()):
+        if attention_mask is None:
+            return None
+        # (No check while a CUDA graph is captured or torch.compile traces: a host sync is not allowed there.)
+        if not (torch.compiler.is_compiling() or _capturing()) and bool(attention_mask.all()):
             return None
         keep = attention_mask[:, None, None, :].bool()
         return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)

@@ -201,3 +201,15 @@ def compile_model(model):
     for a 1.65B LLaDA (benchmarks/RESULTS.md). Shapes change with the prompt length and the cache window,
     so the first calls of each new shape recompile."""
     return torch.compile(model)
+
+
+def cuda_graph_model(model, max_graphs: int = 64):
+    """Wrap `model` so that decoding forwards replay CUDA graphs (optional; see tadllm.decoding.graphs). Needs
+    the model on a CUDA device; not combined with `torch.compile`."""
+    from ..decoding.graphs import CUDAGraphModel
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        raise ValueError(f"--cuda-graphs needs the model on a CUDA device (it is on {device}); drop the flag "
+                         "or pass --device cuda")
+    return CUDAGraphModel(model, max_graphs=max_graphs)

@@ -1,0 +1,160 @@
+"""CUDA graphs for decoding forwards (optional): replay a captured forward instead of launching its kernels.
+
+At batch 1 a decoding forward of a 1-8B model is launch-bound: the GPU waits for Python to enqueue about a
+thousand small kernels, so a forward over 32 cached positions costs as much as one over the whole sequence.
+`CUDAGraphModel(model)` captures one CUDA graph per distinct call (input shapes, dtypes, strides and the
+non-tensor arguments) the first time it is seen and replays it afterwards, so a step costs the GPU time of its
+kernels. It wraps a model like `torch.compile` does and is passed to `generate` in its place
+(`tad generate/eval --cuda-graphs`).
+
+Contract of a replay (what makes it cheap and what the caller must respect):
+- inputs are copied into the graph's static buffers, except tensors that already *are* those buffers (same
+  address, shape and strides) — the decoding cache keeps its keys/values in buffers of this wrapper
+  (`kv_buffer`), so a cached step copies only its few query ids and positions;
+- outputs live in the graphs' shared memory pool and are valid only until the next call of the wrapper: read
+  them (or copy them) before calling it again. The decoding loop and `BlockKVCache` do.
+- graphs are captured for at most `max_graphs` distinct calls; further new calls run eagerly.
+
+On a CPU (or with `enabled=False`) the wrapper runs the same static-buffer path without capturing, so its
+bookkeeping is tested on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _flatten(value, out: list):
+    """Tensors of nested lists/tuples in order; returns the structure with tensors replaced by their index."""
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+        return ("T", len(out) - 1)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_flatten(v, out) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _flatten(v, out)) for k, v in value.items()))
+    return ("V", value)
+
+
+def _unflatten(spec, tensors):
+    kind, payload = spec
+    if kind == "T":
+        return tensors[payload]
+    if kind in ("list", "tuple"):
+        items = [_unflatten(s, tensors) for s in payload]
+        return items if kind == "list" else tuple(items)
+    if kind == "dict":
+        return {k: _unflatten(s, tensors) for k, s in payload}
+    return payload
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+
+
+class _Graph:
+    def __init__(self, inputs: list[torch.Tensor], borrowed: list[bool]):
+        self.inputs, self.borrowed = inputs, borrowed
+        self.graph = None  # torch.cuda.CUDAGraph, or None on CPU (static eager run)
+        self.output = None
+        self.replays = 0
+
+
+class CUDAGraphModel(nn.Module):
+    """Replays CUDA graphs of `model`'s forward; see the module docstring for the contract."""
+
+    def __init__(self, model, max_graphs: int = 64, enabled: bool | None = None):
+        super().__init__()
+        self.inner = model
+        self.max_graphs = max_graphs
+        device = next(model.parameters()).device
+        self.capture = device.type == "cuda" if enabled is None else (enabled and device.type == "cuda")
+        self._graphs: dict = {}
+        self._buffers: dict = {}
+        self._buffer_storages: set[int] = set()
+        self._pool = None
+        self.eager_calls = 0
+
+    @property
+    def config(self):
+        return self.inner.config
+
+    def get_base_model(self):
+        return self.inner
+
+    def kv_buffer(self, name: str, shape, dtype, device) -> torch.Tensor:
+        """A persistent tensor owned by this wrapper (the decoding cache stores keys/values in these so that
+        a replay reads them in place)."""
+        key = (name, tuple(shape), dtype, str(device))
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = torch.zeros(shape, dtype=dtype, device=device)
+            self._buffers[key] = buf
+            self._buffer_storages.add(buf.untyped_storage().data_ptr())
+        return buf
+
+    def reset(self) -> None:
+        """Drop every captured graph and buffer (frees their memory)."""
+        self._graphs.clear()
+        self._buffers.clear()
+        self._buffer_storages.clear()
+        self._pool = None
+
+    @property
+    def num_graphs(self) -> int:
+        return len(self._graphs)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, kv_cache=None, use_cache=False,
+                logits_range=None):
+        # Only the arguments given are passed on, so models without KV-cache arguments (Dream, generic) work.
+        kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                      kv_cache=kv_cache, use_cache=use_cache or None, logits_range=logits_range)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        tensors: list[torch.Tensor] = []
+        spec = _flatten(kwargs, tensors)
+        key = (spec, tuple((t.shape, t.dtype, t.stride()) for t in tensors))
+        entry = self._graphs.get(key)
+        if entry is None:
+            if len(self._graphs) >= self.max_graphs:
+                self.eager_calls += 1
+                return self.inner(**kwargs)
+            entry = self._capture(spec, tensors)
+            self._graphs[key] = entry
+            return entry.output
+        for static, given, borrowed in zip(entry.inputs, tensors, entry.borrowed):
+            if _same_view(static, given):
+                continue
+            if borrowed:  # the static input is someone's buffer: never overwrite it; run this call eagerly
+                self.eager_calls += 1
+                return self.inner(**kwargs)
+            static.copy_(given)
+        if entry.graph is None:
+            entry.output = self.inner(**_unflatten(spec, entry.inputs))
+        else:
+            entry.graph.replay()
+        entry.replays += 1
+        return entry.output
+
+    def _capture(self, spec, tensors) -> _Graph:
+        borrowed = [t.untyped_storage().data_ptr() in self._buffer_storages for t in tensors]
+        inputs = [t if b else t.clone() for t, b in zip(tensors, borrowed)]
+        entry = _Graph(inputs, borrowed)
+        kwargs = _unflatten(spec, inputs)
+        if not self.capture:
+            entry.output = self.inner(**kwargs)
+            return entry
+        # Warm up on a side stream (lazy initialisation of cuBLAS/attention kernels must not be captured).
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self.inner(**kwargs)
+        torch.cuda.current_stream().wait_stream(stream)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            entry.output = self.inner(**kwargs)
+        graph.replay()  # the capture only recorded the kernels; this call's outputs come from a replay
+        entry.graph = graph
+        return entry
