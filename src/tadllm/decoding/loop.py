@@ -158,9 +158,15 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
         check_cache_support(model, family, config.use_cache)
         cache = BlockKVCache(config.use_cache, P, L, attn, positions)
     step = 0
-    while not bool(done.all()):
+    all_rows = torch.arange(B, device=device)
+    columns = torch.arange(L, device=device)
+    while True:
+        # host syncs are few per step: they stall a small-batch loop (the GPU waits for the next launch)
+        n_left = int((~done).sum())
+        if n_left == 0:
+            break
         step += 1
-        rows = (~done).nonzero().squeeze(1)
+        rows = all_rows if n_left == B else (~done).nonzero().squeeze(1)
         masked = x[rows, P:] == family.mask_token_id
         if config.multi_block:
             active, forced, new_state = multi_block_regions(masked, bl, block_state.select_rows(rows),
@@ -170,8 +176,8 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
         else:
             active, forced = semi_ar_regions(masked, bl)
         # Only the columns some row may reveal need the vocabulary-sized softmax.
-        cols = active.any(0).nonzero().squeeze(1)
-        lo, hi = int(cols.min()), int(cols.max()) + 1
+        used = active.any(0)
+        lo, hi = torch.stack([torch.where(used, columns, L).min(), torch.where(used, columns, -1).max() + 1]).tolist()
         if cache is None:
             extra = {"position_ids": positions[rows]} if positions is not None else {}
             if head_on_slice:
