@@ -115,9 +115,10 @@ def run(args, save=None) -> dict:
     steps = args.steps or L // 2
     eager_model = model
     for batch, variant, mode in [(b, v, m) for b in args.batch_sizes for v in args.variants for m in args.modes]:
-        if variant == "graphs" and not isinstance(model, CUDAGraphModel):
-            model = CUDAGraphModel(eager_model)
-        elif variant == "eager" and model is not eager_model:
+        if variant == "graphs":  # fresh graphs for every configuration (each mode captures its own)
+            model = CUDAGraphModel(eager_model) if model is eager_model else model
+            model.reset()
+        elif model is not eager_model:
             model.reset()  # free the graphs' memory
             model = eager_model
         prompts = make_prompts(batch, args.prompt_length, cfg_kwargs["vocab_size"], family.mask_token_id, batch)

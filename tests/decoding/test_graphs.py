@@ -124,3 +124,18 @@ def test_wrapper_unwraps_for_the_cache_check(fixture_model):
 
     model, _, _ = fixture_model
     assert _base_model(CUDAGraphModel(model)) is model
+
+
+@pytest.mark.parametrize("mode,expected", [("none", 4), ("prefix", 8), ("dual", 8)])
+def test_one_graph_per_block_and_kind(fixture_model, mode, expected):
+    """The head runs on whole blocks and the cache passes fixed slices per block, so a decode needs one graph
+    per block (no cache) or two (refresh + cached), whichever columns of the block are still masked."""
+    model, _, family = fixture_model
+    # a fixed number of tokens per step keeps the rows at the same block (rows at different blocks widen the
+    # head's range: at most one graph per pair of blocks); no early stop (a smaller batch is a new shape)
+    cfg = DecodeConfig(gen_length=32, block_length=8, steps=16, use_cache=mode, stop_at_eos=False)
+    wrapped = CUDAGraphModel(model)
+    generate(wrapped, family, SAME_LENGTH, cfg)
+    assert wrapped.num_graphs == expected
+    if mode != "none":
+        assert len(wrapped._kv_memo) == 4  # one remembered list of cache views per block

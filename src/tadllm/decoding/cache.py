@@ -93,6 +93,7 @@ class BlockKVCache:
         self.block = torch.full((B,), -1, dtype=torch.long, device=attention_mask.device)
         self.keys: list[torch.Tensor] | None = None  # per layer (B, kv_heads, T, head_dim)
         self.values: list[torch.Tensor] | None = None
+        self._views: dict = {}  # (before, after) -> per-layer cache views of the whole batch
         # statistics: forwards per row of each kind (refresh + cached = NFE of the row)
         self.refreshes = torch.zeros(B, dtype=torch.long, device=attention_mask.device)
         self.cached = torch.zeros(B, dtype=torch.long, device=attention_mask.device)
@@ -142,6 +143,7 @@ class BlockKVCache:
 
     def _store(self, model, rows, kv):
         everything = rows.numel() == self.B
+        self._views = {}
         # Under CUDA graphs the keys/values live in the wrapper's persistent buffers: a replay's outputs are
         # overwritten by the next replay, and cached steps then read the buffers without a copy.
         kv_buffer = getattr(model, "kv_buffer", None)
@@ -207,11 +209,17 @@ class BlockKVCache:
         def part(t, a, b):
             return t[:, :, a:b] if everything else t[rows, :, a:b]
 
-        if self.mode == "prefix":
-            past = [(part(k, 0, before), part(v, 0, before), None, None) for k, v in zip(self.keys, self.values)]
-        else:
-            past = [(part(k, 0, before), part(v, 0, before), part(k, after, self.T), part(v, after, self.T))
-                    for k, v in zip(self.keys, self.values)]
+        # The same list of views for every step of a block (until the next refresh): CUDA-graph replays
+        # recognise it without re-inspecting every tensor.
+        past = self._views.get((before, after)) if everything else None
+        if past is None:
+            if self.mode == "prefix":
+                past = [(part(k, 0, before), part(v, 0, before), None, None) for k, v in zip(self.keys, self.values)]
+            else:
+                past = [(part(k, 0, before), part(v, 0, before), part(k, after, self.T), part(v, after, self.T))
+                        for k, v in zip(self.keys, self.values)]
+            if everything:
+                self._views[(before, after)] = past
         out = model(x[rows, before:after], attention_mask=None, position_ids=self.positions[rows, before:after],
                     kv_cache=past, logits_range=(0, W))
         self.cached[rows] += 1

@@ -53,9 +53,43 @@ def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
 
 
+def _load(entry, start: int, tensors) -> bool:
+    """Copy `tensors` into the entry's static inputs from index `start`; False when one of them would have to
+    overwrite a borrowed buffer (someone else's memory), so the call must run eagerly."""
+    for static, given, borrowed in zip(entry.inputs[start:], tensors, entry.borrowed[start:]):
+        if _same_view(static, given):
+            continue
+        if borrowed:
+            return False
+        static.copy_(given)
+    return True
+
+
+def _signature(t: torch.Tensor):
+    return t.shape, t.dtype, t.stride()
+
+
+def _shift(spec, offset: int):
+    """`spec` with every tensor index moved by `offset` (to append one flattened argument to another)."""
+    kind, payload = spec
+    if kind == "T":
+        return ("T", payload + offset)
+    if kind in ("list", "tuple"):
+        return (kind, tuple(_shift(s, offset) for s in payload))
+    if kind == "dict":
+        return (kind, tuple((k, _shift(s, offset)) for k, s in payload))
+    return spec
+
+
+class _KVPart:
+    def __init__(self, tensors, spec, signature, remembered: bool):
+        self.tensors, self.spec, self.signature, self.remembered = tensors, spec, signature, remembered
+        self.checked: set[int] = set()  # graphs whose borrowed inputs are known to be exactly these views
+
+
 class _Graph:
-    def __init__(self, inputs: list[torch.Tensor], borrowed: list[bool]):
-        self.inputs, self.borrowed = inputs, borrowed
+    def __init__(self, inputs: list[torch.Tensor], borrowed: list[bool], spec):
+        self.inputs, self.borrowed, self.spec = inputs, borrowed, spec
         self.graph = None  # torch.cuda.CUDAGraph, or None on CPU (static eager run)
         self.output = None
         self.replays = 0
@@ -73,6 +107,7 @@ class CUDAGraphModel(nn.Module):
         self._graphs: dict = {}
         self._buffers: dict = {}
         self._buffer_storages: set[int] = set()
+        self._kv_memo: dict = {}
         self._pool = None
         self.eager_calls = 0
 
@@ -99,6 +134,7 @@ class CUDAGraphModel(nn.Module):
         self._graphs.clear()
         self._buffers.clear()
         self._buffer_storages.clear()
+        self._kv_memo.clear()
         self._pool = None
 
     @property
@@ -109,37 +145,64 @@ class CUDAGraphModel(nn.Module):
                 logits_range=None):
         # Only the arguments given are passed on, so models without KV-cache arguments (Dream, generic) work.
         kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      kv_cache=kv_cache, use_cache=use_cache or None, logits_range=logits_range)
+                      use_cache=use_cache or None, logits_range=logits_range)
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         tensors: list[torch.Tensor] = []
         spec = _flatten(kwargs, tensors)
-        key = (spec, tuple((t.shape, t.dtype, t.stride()) for t in tensors))
+        kv = self._kv_part(kv_cache)
+        key = (spec, tuple(_signature(t) for t in tensors), kv.spec, kv.signature)
+        if kv_cache is not None:
+            kwargs["kv_cache"] = kv_cache
         entry = self._graphs.get(key)
         if entry is None:
             if len(self._graphs) >= self.max_graphs:
                 self.eager_calls += 1
                 return self.inner(**kwargs)
-            entry = self._capture(spec, tensors)
+            entry = self._capture(spec, tensors, kv)
             self._graphs[key] = entry
             return entry.output
-        for static, given, borrowed in zip(entry.inputs, tensors, entry.borrowed):
-            if _same_view(static, given):
-                continue
-            if borrowed:  # the static input is someone's buffer: never overwrite it; run this call eagerly
-                self.eager_calls += 1
-                return self.inner(**kwargs)
-            static.copy_(given)
+        n = len(tensors)
+        loaded = _load(entry, 0, tensors)
+        if loaded and id(entry) not in kv.checked:  # (a remembered cache list is checked once per graph)
+            loaded = _load(entry, n, kv.tensors)
+            if loaded and kv.remembered and all(entry.borrowed[n:]):
+                kv.checked.add(id(entry))
+        if not loaded:
+            self.eager_calls += 1
+            return self.inner(**kwargs)
         if entry.graph is None:
-            entry.output = self.inner(**_unflatten(spec, entry.inputs))
+            entry.output = self.inner(**_unflatten(entry.spec, entry.inputs))
         else:
             entry.graph.replay()
         entry.replays += 1
         return entry.output
 
-    def _capture(self, spec, tensors) -> _Graph:
-        borrowed = [t.untyped_storage().data_ptr() in self._buffer_storages for t in tensors]
-        inputs = [t if b else t.clone() for t, b in zip(tensors, borrowed)]
-        entry = _Graph(inputs, borrowed)
+    def _kv_part(self, kv_cache) -> _KVPart:
+        """The tensors, structure and signature of a `kv_cache` argument. A list made of views of this wrapper's
+        buffers is remembered: the decoding cache passes the same list for every step of a block, so this
+        Python work (a few hundred tensors for an 8B model) happens once per block, not per step."""
+        if kv_cache is None:
+            return _KVPart((), None, (), False)
+        memo = self._kv_memo.get(id(kv_cache))
+        if memo is not None and memo[0] is kv_cache:
+            return memo[1]
+        tensors: list[torch.Tensor] = []
+        spec = _flatten(kv_cache, tensors)
+        remembered = all(t.untyped_storage().data_ptr() in self._buffer_storages for t in tensors)
+        part = _KVPart(tuple(tensors), spec, tuple(_signature(t) for t in tensors), remembered)
+        if remembered:
+            if len(self._kv_memo) >= 256:
+                self._kv_memo.clear()
+            self._kv_memo[id(kv_cache)] = (kv_cache, part)  # holding the list keeps its id unique
+        return part
+
+    def _capture(self, spec, tensors, kv: _KVPart) -> _Graph:
+        everything = list(tensors) + list(kv.tensors)
+        borrowed = [t.untyped_storage().data_ptr() in self._buffer_storages for t in everything]
+        inputs = [t if b else t.clone() for t, b in zip(everything, borrowed)]
+        if kv.spec is not None:
+            spec = ("dict", spec[1] + (("kv_cache", _shift(kv.spec, len(tensors))),))
+        entry = _Graph(inputs, borrowed, spec)
         kwargs = _unflatten(spec, inputs)
         if not self.capture:
             entry.output = self.inner(**kwargs)

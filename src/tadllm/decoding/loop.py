@@ -180,10 +180,14 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
         lo, hi = torch.stack([torch.where(used, columns, L).min(), torch.where(used, columns, -1).max() + 1]).tolist()
         if cache is None:
             extra = {"position_ids": positions[rows]} if positions is not None else {}
+            # The head runs on whole blocks around the active columns: few distinct shapes (CUDA graphs).
+            head_lo, head_hi = (lo // bl) * bl, min(-(-hi // bl) * bl, L)
             if head_on_slice:
-                extra["logits_range"] = (P + lo, P + hi)
+                extra["logits_range"] = (P + head_lo, P + head_hi)
             logits = model(x[rows], attention_mask=attn_arg(rows), **extra).logits
-            if logits.shape[1] != hi - lo:  # the model computed every position (P >= 1, so never equal)
+            if head_on_slice:
+                logits = logits[:, lo - head_lo:hi - head_lo]
+            else:
                 logits = aligned_logits(logits, family)[:, P + lo:P + hi]
             nfe[rows] += 1
             cand, conf, ent = policies.propose(logits, family.mask_token_id, config.temperature, generator)
