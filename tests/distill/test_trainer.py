@@ -200,3 +200,25 @@ def test_response_logits_alignment_for_shifted_families():
     assert torch.equal(response_logits(logits, plain, 3), logits[:, -3:])
     assert torch.equal(response_logits(logits, shifted, 3), aligned_logits(logits, shifted)[:, -3:])
     assert torch.equal(response_logits(logits, shifted, 3), logits[:, -4:-1])
+
+
+def test_as_teacher_switches_off_and_restores_exactly(tiny_model_dir, traj_file, tmp_path):
+    """Inside: every module in eval mode and every adapter layer off. After: each module's own training flag
+    and adapter flag as before (also a module that was deliberately in eval mode), requires_grad untouched."""
+    from tadllm.distill.trainer import as_teacher, teacher_parts
+
+    trainer = build_trainer(tiny_config(tiny_model_dir, traj_file, tmp_path / "o", "lora_r=4", "lora_alpha=8"))
+    model = trainer.model
+    model.train()
+    frozen_sub = next(m for n, m in model.named_modules() if n.endswith("blocks.0.ff_norm"))
+    frozen_sub.eval()
+    before = {n: m.training for n, m in model.named_modules()}
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    modules, layers, prompt_learning = parts = teacher_parts(model)
+    assert layers and not prompt_learning
+    with as_teacher(model, parts):
+        assert not any(m.training for m in model.modules())
+        assert all(layer.disable_adapters for layer in layers)
+    assert {n: m.training for n, m in model.named_modules()} == before
+    assert not any(layer.disable_adapters for layer in layers)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == grads
