@@ -3,7 +3,8 @@
 # KV cache, at the 1.65B shape (batch 1 and 16) and at LLaDA-8B's shape (batch 1, prompts of 64 and 512
 # tokens); the GPU tests; and the training step at the 8B shape with the two teachers measured in both orders.
 # Writes JSON + run.log to $OUT.  Usage (repository root): OUT=folder PARTS="1 2 3" bash benchmarks/run_graphs_gpu.sh
-#   part 1 (~3 min): GPU tests, 1.65B decoding;  part 2 (~2.5 min): 8B decoding;  part 3 (~1 min): 8B training step.
+#   part 1 (~3 min): GPU tests, 1.65B decoding;  part 2 (~2.5 min): 8B decoding;  part 3 (~1 min): 8B training step;
+#   parts 4 and 5 (~5-8 min each): the same decoding with graphs of torch.compile(dynamic=True) beside them.
 set -u
 OUT="${OUT:-runs/perf-graphs}"; mkdir -p "$OUT"; PARTS="${PARTS:-1 2 3}"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" TOKENIZERS_PARALLELISM=false
@@ -24,6 +25,15 @@ for part in $PARTS; do
       --variants eager graphs --name decoding_8b_graphs_p64.json
     step 150 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
       --variants eager graphs --prompt-length 512 --name decoding_8b_graphs_p512.json
+  elif [ "$part" = 4 ]; then
+    step 60 $PY -m pytest -q -m gpu tests/test_gpu.py
+    step 280 $PY benchmarks/bench_decoding.py --out "$OUT" --modes none dual --variants eager graphs compile+graphs \
+      --name decoding_1.6b_compile_graphs.json
+  elif [ "$part" = 5 ]; then
+    step 290 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+      --variants graphs compile+graphs --name decoding_8b_compile_graphs_p64.json
+    step 200 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+      --variants graphs compile+graphs --prompt-length 512 --name decoding_8b_compile_graphs_p512.json
   fi
 done
 grep -v "it/s\]" "$LOG" | grep -E "^(===|batch|disable|frozen|teacher_mode|---|  |decoding|training|[0-9]+ passed|FAILED)" | tail -90

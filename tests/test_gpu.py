@@ -63,3 +63,21 @@ def test_cuda_graphs_decode_the_same_tokens(cache):
             out = generate(wrapped, family, prompts, cfg)
             assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.nfe, ref.nfe)
         assert wrapped.num_graphs > 0 and wrapped.eager_calls == 0
+
+
+@pytest.mark.parametrize("cache", ["none", "dual"])
+def test_graphs_of_the_compiled_model_decode_the_chains(cache):
+    """`--compile --cuda-graphs` on CUDA: graphs of torch.compile(dynamic=True) decode the correct chains."""
+    from tadllm.decoding import DecodeConfig, generate
+    from tadllm.models import cuda_graph_model, load_model
+    from tadllm.testbed.quickstart import BUNDLED_TEACHER
+
+    model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="bfloat16", device="cuda")
+    wrapped = cuda_graph_model(model, compile=True)
+    prompts = [tokenizer.encode(p, add_special_tokens=False) for p in ("start 74 add 29 mul 6", "start 5 add 7 mul 3")]
+    cfg = DecodeConfig(gen_length=64, block_length=32, policy="confidence", threshold=0.9, stop_at_eos=False,
+                       use_cache=cache)
+    for _ in range(2):  # capture, then replay
+        texts = tokenizer.batch_decode(generate(wrapped, family, prompts, cfg).tokens, skip_special_tokens=True)
+        assert texts[0].startswith("74+29=103;103*6=618;") and texts[1].startswith("5+7=12;12*3=36;")
+    assert wrapped.num_graphs > 0 and wrapped.eager_calls == 0

@@ -73,18 +73,17 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mask-token-id", type=int, default=None, help="override the mask id of a generic model")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs)")
     g.add_argument("--cuda-graphs", action="store_true",
-                   help="replay CUDA graphs of the decoding forwards (pays off at small batches on GPUs)")
+                   help="replay CUDA graphs of the decoding forwards (pays off at small batches on GPUs; "
+                   "with --compile: graphs of the compiled model)")
 
 
 def accelerate_decoding(model, args):
-    """Apply `--compile` or `--cuda-graphs` (one of them) to a loaded model."""
+    """Apply `--compile` and/or `--cuda-graphs` to a loaded model (both: graphs of the compiled model)."""
     from .models import compile_model, cuda_graph_model
 
-    if args.compile and args.cuda_graphs:
-        raise SystemExit("use one of --compile and --cuda-graphs, not both")
     try:
         if args.cuda_graphs:
-            return cuda_graph_model(model)
+            return cuda_graph_model(model, compile=args.compile)
     except ValueError as err:
         raise SystemExit(str(err)) from None
     return compile_model(model) if args.compile else model

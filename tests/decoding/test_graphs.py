@@ -139,3 +139,17 @@ def test_one_graph_per_block_and_kind(fixture_model, mode, expected):
     assert wrapped.num_graphs == expected
     if mode != "none":
         assert len(wrapped._kv_memo) == 4  # one remembered list of cache views per block
+
+
+@pytest.mark.slow
+def test_graphs_of_a_shape_generic_compiled_model(fixture_model):
+    """`--compile --cuda-graphs`: torch.compile(dynamic=True) under the wrapper compiles once per kind of
+    forward (not per block) and decodes the eager tokens (on the CPU: no capture, the compiled code runs)."""
+    model, _, family = fixture_model
+    compiled = torch.compile(model, dynamic=True)
+    for mode in ("none", "dual"):
+        cfg = DecodeConfig(gen_length=32, block_length=8, steps=16, use_cache=mode)
+        ref = generate(model, family, SAME_LENGTH, cfg)
+        wrapped = CUDAGraphModel(compiled)
+        out = generate(wrapped, family, SAME_LENGTH, cfg)
+        assert torch.equal(out.tokens, ref.tokens) and wrapped.eager_calls == 0

@@ -560,7 +560,8 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
     r.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs; "
                    "see docs/performance.md)")
     r.add_argument("--cuda-graphs", action="store_true", help="replay CUDA graphs of the decoding forwards "
-                   "(pays off at small batches on GPUs; see docs/performance.md)")
+                   "(pays off at small batches on GPUs; with --compile: graphs of the compiled model; see "
+                   "docs/performance.md)")
     r.add_argument("--mask-token-id", type=int, default=None)
     r.add_argument("--tokenizer", default=None, help="tokenizer folder when the checkpoint has none")
     r.add_argument("--system-prompt", default=None, help="system message for the chat template")
