@@ -60,15 +60,6 @@ def _window_ref(model, x, attn, pos, P, win_start, W):
     return full[torch.arange(x.shape[0])[:, None], cols.clamp_max(x.shape[1] - 1)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tests run many tiny forwards: on a shared 2-core machine one intra-op thread is much faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def one_layer():
     """A 1-layer LLaDA: layer-0 keys/values depend only on their own token, so the cache is exact."""

@@ -16,14 +16,6 @@ PROMPTS, CONFIGS = decoding_cases()
 SAME_LENGTH = [[5, 6, 7, 8], [11, 12, 13, 14], [20, 21, 22, 23]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
 def test_shared_window_without_mask_equals_masked_cache(fixture_model, mode):
     """Unpadded rows at the same block: slicing the cache (no mask) gives the masked path's logits."""

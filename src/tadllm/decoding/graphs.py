@@ -5,7 +5,8 @@ thousand small kernels, so a forward over 32 cached positions costs as much as o
 `CUDAGraphModel(model)` captures one CUDA graph per distinct call (input shapes, dtypes, strides and the
 non-tensor arguments) the first time it is seen and replays it afterwards, so a step costs the GPU time of its
 kernels. It wraps a model like `torch.compile` does and is passed to `generate` in its place
-(`tad generate/eval --cuda-graphs`).
+(`tad generate/eval --cuda-graphs`; with `--compile` it wraps `torch.compile(model, dynamic=True)`, whose fused
+kernels it then replays).
 
 Contract of a replay (what makes it cheap and what the caller must respect):
 - inputs are copied into the graph's static buffers, except tensors that already *are* those buffers (same
@@ -31,7 +32,7 @@ def _flatten(value, out: list):
         out.append(value)
         return ("T", len(out) - 1)
     if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(_flatten(v, out) for v in value))
+        return ("list" if isinstance(value, list) else "tuple", tuple(_flatten(v, out) for v in value))
     if isinstance(value, dict):
         return ("dict", tuple((k, _flatten(v, out)) for k, v in value.items()))
     return ("V", value)
