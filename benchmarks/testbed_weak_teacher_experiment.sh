@@ -6,15 +6,15 @@
 # One GPU, one call of under 10 minutes:  OUT=folder [STEPS=3000] bash benchmarks/testbed_weak_teacher_experiment.sh
 set -uo pipefail
 export PYTHONPATH=src PYTHONUNBUFFERED=1
-OUTDIR=${OUT:-weak_teacher_out}; mkdir -p "$OUTDIR"
+DEST=${OUT:-weak_teacher_out}; mkdir -p "$DEST"
 STEPS=${STEPS:-3000}
 start=$SECONDS
-CONFIG=configs/testbed-pretrain.yaml OUTDIR=runs/testbed-teacher-weak HARD_LIMIT=240 OUT="$OUTDIR" \
+OUT="$DEST" CONFIG=configs/testbed-pretrain.yaml OUTDIR=runs/testbed-teacher-weak HARD_LIMIT=240 \
   bash scripts/gpu_pretrain_teacher.sh 180 max_steps="$STEPS" n_train=200000 warmup_steps=300 \
   save_steps="$STEPS" accuracy_every=500 > /dev/null 2>&1
-rm -f "$OUTDIR"/ckpt.tar.part* "$OUTDIR"/final.tar  # only the log and the accuracy curve come back
-echo "=== teacher done after $((SECONDS - start)) s"; tail -3 "$OUTDIR/accuracy_curve.jsonl"
-OUT="$OUTDIR/experiment" RUN_DIR=runs/testbed-weak-experiment EXPERIMENT_LIMIT=${EXPERIMENT_LIMIT:-380} \
+rm -f "$DEST"/ckpt.tar.part* "$DEST"/final.tar  # only the log and the accuracy curve come back
+echo "=== teacher done after $((SECONDS - start)) s"; tail -3 "$DEST/accuracy_curve.jsonl"
+OUT="$DEST/experiment" RUN_DIR=runs/testbed-weak-experiment EXPERIMENT_LIMIT=${EXPERIMENT_LIMIT:-380} \
   bash benchmarks/testbed_experiment.sh --teacher runs/testbed-teacher-weak/final | tail -25
-rm -f "$OUTDIR/experiment/aup_bar.png"  # the device tool returns at most 8 files
+rm -f "$DEST/experiment/aup_bar.png"  # the device tool returns at most 8 files
 echo "=== all done after $((SECONDS - start)) s"
