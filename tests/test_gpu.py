@@ -57,7 +57,7 @@ def test_cuda_graphs_decode_the_same_tokens(cache):
     for texts in (["start 74 add 29 mul 6", "start 15 add 27 mul 3"], ["start 74 add 29 mul 6", "start 5 mul 7"]):
         prompts = [tokenizer.encode(p, add_special_tokens=False) for p in texts]
         ref = generate(model, family, prompts, cfg)
-        wrapped = CUDAGraphModel(model)
+        wrapped = CUDAGraphModel(model, capture_after=1)
         assert wrapped.capture
         for _ in range(2):
             out = generate(wrapped, family, prompts, cfg)
@@ -73,7 +73,7 @@ def test_graphs_of_the_compiled_model_decode_the_chains(cache):
     from tadllm.testbed.quickstart import BUNDLED_TEACHER
 
     model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="bfloat16", device="cuda")
-    wrapped = cuda_graph_model(model, compile=True)
+    wrapped = cuda_graph_model(model, compile=True, capture_after=1)
     prompts = [tokenizer.encode(p, add_special_tokens=False) for p in ("start 74 add 29 mul 6", "start 5 add 7 mul 3")]
     cfg = DecodeConfig(gen_length=64, block_length=32, policy="confidence", threshold=0.9, stop_at_eos=False,
                        use_cache=cache)

@@ -51,7 +51,7 @@ def test_graph_wrapper_decodes_the_same_tokens(fixture_model, name, mode):
     for prompts in (PROMPTS, SAME_LENGTH):
         cfg = replace(CONFIGS[name], use_cache=mode)
         ref = generate(model, family, prompts, cfg)
-        wrapped = CUDAGraphModel(model)
+        wrapped = CUDAGraphModel(model, capture_after=1)
         for _ in range(2):
             out = generate(wrapped, family, prompts, cfg)
             assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.nfe, ref.nfe)
@@ -63,7 +63,7 @@ def test_cached_steps_read_the_kv_buffers_in_place(fixture_model):
     (no copy on replay), and every entry is replayed on the second call."""
     model, _, family = fixture_model
     cfg = DecodeConfig(gen_length=32, block_length=8, steps=16, use_cache="dual")
-    wrapped = CUDAGraphModel(model)
+    wrapped = CUDAGraphModel(model, capture_after=1)
     generate(wrapped, family, SAME_LENGTH, cfg)
     entries = list(wrapped._graphs.values())
     replays = [e.replays for e in entries]
@@ -80,7 +80,7 @@ def test_graph_budget_falls_back_to_eager(fixture_model):
     model, _, family = fixture_model
     cfg = DecodeConfig(gen_length=32, block_length=8, steps=16, use_cache="dual")
     ref = generate(model, family, SAME_LENGTH, cfg)
-    wrapped = CUDAGraphModel(model, max_graphs=2)
+    wrapped = CUDAGraphModel(model, max_graphs=2, capture_after=1)
     out = generate(wrapped, family, SAME_LENGTH, cfg)
     assert torch.equal(out.tokens, ref.tokens)
     assert wrapped.num_graphs == 2 and wrapped.eager_calls > 0
@@ -89,7 +89,7 @@ def test_graph_budget_falls_back_to_eager(fixture_model):
 def test_foreign_tensor_in_a_borrowed_slot_runs_eagerly(fixture_model):
     """A call whose tensor sits where an entry borrowed a kv buffer must not overwrite that buffer."""
     model, _, _ = fixture_model
-    wrapped = CUDAGraphModel(model)
+    wrapped = CUDAGraphModel(model, capture_after=1)
     ids = torch.tensor([[5, 6, 7]])
     buf = wrapped.kv_buffer("k", (1, 3), torch.float32, "cpu")
     buf.fill_(1.0)
@@ -126,7 +126,7 @@ def test_one_graph_per_block_and_kind(fixture_model, mode, expected):
     # a fixed number of tokens per step keeps the rows at the same block (rows at different blocks widen the
     # head's range: at most one graph per pair of blocks); no early stop (a smaller batch is a new shape)
     cfg = DecodeConfig(gen_length=32, block_length=8, steps=16, use_cache=mode, stop_at_eos=False)
-    wrapped = CUDAGraphModel(model)
+    wrapped = CUDAGraphModel(model, capture_after=1)
     generate(wrapped, family, SAME_LENGTH, cfg)
     assert wrapped.num_graphs == expected
     if mode != "none":
@@ -142,6 +142,22 @@ def test_graphs_of_a_shape_generic_compiled_model(fixture_model):
     for mode in ("none", "dual"):
         cfg = DecodeConfig(gen_length=32, block_length=8, steps=16, use_cache=mode)
         ref = generate(model, family, SAME_LENGTH, cfg)
-        wrapped = CUDAGraphModel(compiled)
+        wrapped = CUDAGraphModel(compiled, capture_after=1)
         out = generate(wrapped, family, SAME_LENGTH, cfg)
         assert torch.equal(out.tokens, ref.tokens) and wrapped.eager_calls == 0
+
+
+def test_kinds_seen_once_run_eagerly_by_default(fixture_model):
+    """Default capture_after=2: the first call of each kind runs eagerly, the second is captured, so a decode
+    whose refresh shapes occur once per call captures them on the next call; tokens never change."""
+    model, _, family = fixture_model
+    cfg = DecodeConfig(gen_length=32, block_length=8, steps=16, use_cache="dual", stop_at_eos=False)
+    ref = generate(model, family, SAME_LENGTH, cfg)
+    wrapped = CUDAGraphModel(model)
+    out = generate(wrapped, family, SAME_LENGTH, cfg)
+    assert torch.equal(out.tokens, ref.tokens)
+    assert wrapped.num_graphs == 4  # the 4 cached kinds (one per block, 3 steps each); no refresh yet
+    assert wrapped.eager_calls == 8  # 4 refreshes + the first cached step of each block
+    out = generate(wrapped, family, SAME_LENGTH, cfg)
+    assert torch.equal(out.tokens, ref.tokens)
+    assert wrapped.num_graphs == 8 and wrapped.eager_calls == 8  # refreshes captured on their second sighting

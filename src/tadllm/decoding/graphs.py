@@ -14,7 +14,9 @@ Contract of a replay (what makes it cheap and what the caller must respect):
   (`kv_buffer`), so a cached step copies only its few query ids and positions;
 - outputs live in the graphs' shared memory pool and are valid only until the next call of the wrapper: read
   them (or copy them) before calling it again. The decoding loop and `BlockKVCache` do.
-- graphs are captured for at most `max_graphs` distinct calls; further new calls run eagerly.
+- a call is captured the `capture_after`-th time its kind is seen (default 2: shapes that occur once — a batch
+  that shrinks as rows finish early — run eagerly instead of paying a capture each), for at most
+  `max_graphs` distinct calls; further new calls run eagerly.
 
 On a CPU (or with `enabled=False`) the wrapper runs the same static-buffer path without capturing, so its
 bookkeeping is tested on machines without a GPU.
@@ -99,10 +101,11 @@ class _Graph:
 class CUDAGraphModel(nn.Module):
     """Replays CUDA graphs of `model`'s forward; see the module docstring for the contract."""
 
-    def __init__(self, model, max_graphs: int = 64, enabled: bool | None = None):
+    def __init__(self, model, max_graphs: int = 64, capture_after: int = 2, enabled: bool | None = None):
         super().__init__()
         self.inner = model
-        self.max_graphs = max_graphs
+        self.max_graphs, self.capture_after = max_graphs, capture_after
+        self._seen: dict = {}  # calls of each not-yet-captured kind
         device = next(model.parameters()).device
         self.capture = device.type == "cuda" if enabled is None else (enabled and device.type == "cuda")
         self._graphs: dict = {}
@@ -136,6 +139,7 @@ class CUDAGraphModel(nn.Module):
         self._buffers.clear()
         self._buffer_storages.clear()
         self._kv_memo.clear()
+        self._seen.clear()
         self._pool = None
 
     @property
@@ -156,7 +160,10 @@ class CUDAGraphModel(nn.Module):
             kwargs["kv_cache"] = kv_cache
         entry = self._graphs.get(key)
         if entry is None:
-            if len(self._graphs) >= self.max_graphs:
+            seen = self._seen[key] = self._seen.get(key, 0) + 1
+            if seen < self.capture_after or len(self._graphs) >= self.max_graphs:
+                if len(self._seen) > 4096:  # only counts; forget them rather than grow without bound
+                    self._seen.clear()
                 self.eager_calls += 1
                 return self.inner(**kwargs)
             entry = self._capture(spec, tensors, kv)

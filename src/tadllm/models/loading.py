@@ -204,7 +204,7 @@ def compile_model(model, dynamic: bool | None = None):
     return torch.compile(model, dynamic=dynamic)
 
 
-def cuda_graph_model(model, max_graphs: int = 64, compile: bool = False):
+def cuda_graph_model(model, max_graphs: int = 64, compile: bool = False, capture_after: int = 2):
     """Wrap `model` so that decoding forwards replay CUDA graphs (optional; see tadllm.decoding.graphs). Needs
     the model on a CUDA device. `compile=True` captures the graphs of `torch.compile(model, dynamic=True)`:
     fused kernels (fewer, so less per-kernel latency at batch 1) replayed without launch overhead."""
@@ -214,4 +214,5 @@ def cuda_graph_model(model, max_graphs: int = 64, compile: bool = False):
     if device.type != "cuda":
         raise ValueError(f"--cuda-graphs needs the model on a CUDA device (it is on {device}); drop the flag "
                          "or pass --device cuda")
-    return CUDAGraphModel(compile_model(model, dynamic=True) if compile else model, max_graphs=max_graphs)
+    return CUDAGraphModel(compile_model(model, dynamic=True) if compile else model, max_graphs=max_graphs,
+                          capture_after=capture_after)
