@@ -36,3 +36,21 @@ def decoding_cases():
         "single_block": DecodeConfig(gen_length=32, block_length=32, policy="entropy", threshold=5.0),
     }
     return prompts, configs
+
+
+def check_decode_accounting(out, name: str) -> None:
+    """What every decoding of `decoding_cases()` must satisfy (4 prompts, gen 32): no mask left, each forward
+    reveals at least one token and the last reveal step is the forward count; fixed-count configs spend
+    exactly their steps."""
+    import torch
+
+    assert out.tokens.shape == (4, 32)
+    assert (out.reveal_step >= 1).all()
+    assert torch.equal(out.reveal_step.max(1).values, out.nfe)
+    for row in out.reveal_step:
+        assert set(row.tolist()) == set(range(1, int(row.max()) + 1))
+    if name == "low_confidence":
+        assert out.nfe.tolist() == [32] * 4
+    if name in ("two_per_step", "random"):
+        assert out.nfe.tolist() == [16] * 4
+        assert all(torch.bincount(r)[1:].tolist() == [2] * 16 for r in out.reveal_step)

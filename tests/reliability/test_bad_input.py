@@ -160,11 +160,17 @@ def test_trajectories_with_another_mask_id_are_refused_by_the_trainer(char_ckpt,
 # ----------------------------------------------------------------------------- over-long prompts
 
 
-def test_tad_eval_with_a_too_long_prompt_fails_before_decoding_and_writes_nothing(char_ckpt, tmp_path):
+def data_with_a_too_long_problem(tmp_path):
+    """Three ordinary arith problems and one whose prompt does not fit the model with 32 generated tokens."""
     data = tmp_path / "test.jsonl"
     write_jsonl(generate_problems(3, seed=1), data)
     with data.open("a") as f:
         f.write(json.dumps({"id": "too-long", "question": LONG_QUESTION}) + "\n")
+    return data
+
+
+def test_tad_eval_with_a_too_long_prompt_fails_before_decoding_and_writes_nothing(char_ckpt, tmp_path):
+    data = data_with_a_too_long_problem(tmp_path)
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=r"example 'too-long' has 247 prompt tokens \+ gen_length 32 > the "
                                          r"model's maximum sequence length 256"):
@@ -174,10 +180,7 @@ def test_tad_eval_with_a_too_long_prompt_fails_before_decoding_and_writes_nothin
 
 
 def test_tad_trajectories_with_a_too_long_prompt_fails_before_writing(char_ckpt, tmp_path):
-    data = tmp_path / "test.jsonl"
-    write_jsonl(generate_problems(3, seed=1), data)
-    with data.open("a") as f:
-        f.write(json.dumps({"id": "too-long", "question": LONG_QUESTION}) + "\n")
+    data = data_with_a_too_long_problem(tmp_path)
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=r"problem 'too-long': its teacher prompt has \d+ tokens \+ gen_length "
                                          r"32 > the model's maximum sequence length 256"):

@@ -18,7 +18,7 @@ Contract of a replay (what makes it cheap and what the caller must respect):
   that shrinks as rows finish early — run eagerly instead of paying a capture each), for at most
   `max_graphs` distinct calls; further new calls run eagerly.
 
-On a CPU (or with `enabled=False`) the wrapper runs the same static-buffer path without capturing, so its
+On a CPU the wrapper runs the same static-buffer path without capturing, so its
 bookkeeping is tested on machines without a GPU.
 """
 
@@ -101,13 +101,13 @@ class _Graph:
 class CUDAGraphModel(nn.Module):
     """Replays CUDA graphs of `model`'s forward; see the module docstring for the contract."""
 
-    def __init__(self, model, max_graphs: int = 64, capture_after: int = 2, enabled: bool | None = None):
+    def __init__(self, model, max_graphs: int = 64, capture_after: int = 2):
         super().__init__()
         self.inner = model
         self.max_graphs, self.capture_after = max_graphs, capture_after
         self._seen: dict = {}  # calls of each not-yet-captured kind
         device = next(model.parameters()).device
-        self.capture = device.type == "cuda" if enabled is None else (enabled and device.type == "cuda")
+        self.capture = device.type == "cuda"
         self._graphs: dict = {}
         self._buffers: dict = {}
         self._buffer_storages: set[int] = set()

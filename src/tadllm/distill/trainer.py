@@ -140,6 +140,7 @@ class TADTrainer(Trainer):
             raise ValueError("TADTrainer needs the model family (from tadllm.models.load_model)")
         self.family = family
         self.teacher_mode = args.resolved_teacher_mode
+        self._teacher_parts = None  # (peft model, teacher_parts(peft model)) once the teacher has run
         if teacher is None and args.needs_teacher and self.teacher_mode == "frozen_copy":
             teacher = copy.deepcopy(model)
             if isinstance(teacher, _peft_classes()):
@@ -183,7 +184,7 @@ class TADTrainer(Trainer):
             out = self.teacher(**kwargs)
         else:
             peft_model = self._peft_model(model)
-            if getattr(self, "_teacher_parts", (None,))[0] is not peft_model:
+            if self._teacher_parts is None or self._teacher_parts[0] is not peft_model:
                 self._teacher_parts = (peft_model, teacher_parts(peft_model))
             # Call the wrapped module (DDP / FSDP / DeepSpeed) so sharded parameters are gathered as in the
             # student's forward; the adapter is off, so these are the base weights.
