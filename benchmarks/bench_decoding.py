@@ -18,7 +18,11 @@ For each batch size and mode:
   refresh (full) and cached forwards in the JSON;
 - `loop ms`: the rest of a step (policy, bookkeeping, host syncs) = wall per step - forward per step;
 - `roof%` (batch 1): weight bytes per forward / forward time / peak HBM bandwidth (3.0e12 B/s for H100,
-  4.8e12 for H200, from torch.cuda.get_device_name), i.e. the fraction of the memory-bandwidth roofline.
+  4.8e12 for H200, from torch.cuda.get_device_name), i.e. the fraction of the memory-bandwidth roofline;
+- `roofline x` (cached modes, on a known GPU): the ratio to no cache that the same steps would give if every
+  forward ran exactly at the roofline (max of weight-read time and matmul time at peak bf16 FLOP/s), an
+  estimate of how far a cache can go at this batch and prompt length (`roofline_speedup`).
+`--prompt-length` takes several lengths (one row per length; ratios are within a length).
 `--compile` wraps the model in torch.compile (dynamic=False) first; the compile time is reported
 separately (prefix cache changes shapes at every block, so it recompiles; use it with --modes none dual).
 """
@@ -81,6 +85,36 @@ def weight_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters() if p is not wte)
 
 
+def forward_time_bound(weight_bytes: int, layer_params: int, head_params: int, n_layers: int, d_model: int,
+                       batch: int, queries: int, keys: int, head_queries: int, bandwidth: float,
+                       flops: float) -> float:
+    """Seconds a forward needs at least: reading every weight once, or its matmuls at peak throughput (2 FLOPs
+    per parameter and position for the layers and for the output head, which runs on `head_queries` positions
+    only, plus attention's 4 * d_model per query-key pair and layer)."""
+    matmul = 2.0 * batch * (layer_params * queries + head_params * head_queries)
+    matmul += 4.0 * n_layers * d_model * batch * queries * keys
+    return max(weight_bytes / bandwidth, matmul / flops)
+
+
+def roofline_speedup(mode: str, weight_bytes: int, layer_params: int, head_params: int, n_layers: int,
+                     d_model: int, batch: int, prompt: int, gen: int, block: int, steps: int, bandwidth: float,
+                     flops: float) -> float:
+    """Tokens/s of `mode` over no cache if every forward ran at its roofline. Per block: one full (refresh)
+    forward and steps-per-block - 1 cached ones over the block (dual) or the block start to the end (prefix);
+    the head runs on one block in every forward (as the loop does)."""
+    T = prompt + gen
+    spb = steps // (gen // block)
+
+    def bound(queries):
+        return forward_time_bound(weight_bytes, layer_params, head_params, n_layers, d_model, batch, queries, T,
+                                  block, bandwidth, flops)
+
+    none = steps * bound(T)
+    cached = sum(bound(T) + (spb - 1) * bound(block if mode == "dual" else gen - b * block)
+                 for b in range(gen // block))
+    return none / cached
+
+
 def make_prompts(batch: int, length: int, vocab: int, mask_id: int, seed: int) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(2, min(vocab, 120000), (batch, length), generator=g)
@@ -101,7 +135,10 @@ def run(args, save=None) -> dict:
     wbytes = weight_bytes(base)
     compile_s = None
     results = []
-    baselines = {}  # (batch, variant) -> (tok/s, tokens) of no cache
+    baselines = {}  # (batch, prompt, variant) -> (tok/s, tokens) of no cache
+    wte, head = base.get_input_embeddings().weight, base.get_output_embeddings()
+    head_params = wte.numel() if head is None else head.weight.numel()  # tied: the head is the embedding
+    layer_params = num_params(base) - wte.numel() - (0 if head is None else head_params)
 
     def snapshot():
         return {
@@ -117,7 +154,9 @@ def run(args, save=None) -> dict:
     L, bl = args.gen_length, args.block_length
     steps = args.steps or L // 2
     eager_model, compiled = model, None
-    for batch, variant, mode in [(b, v, m) for b in args.batch_sizes for v in args.variants for m in args.modes]:
+    configs = [(b, p, v, m) for b in args.batch_sizes for p in args.prompt_length for v in args.variants
+               for m in args.modes]
+    for batch, prompt_len, variant, mode in configs:
         if variant in ("graphs", "compile+graphs"):  # fresh graphs for every configuration
             if variant == "compile+graphs" and compiled is None:  # one shape-generic compile for the run
                 compiled = torch.compile(eager_model, dynamic=True)
@@ -128,7 +167,7 @@ def run(args, save=None) -> dict:
         elif model is not eager_model:
             model.reset()  # free the graphs' memory
             model = eager_model
-        prompts = make_prompts(batch, args.prompt_length, cfg_kwargs["vocab_size"], family.mask_token_id, batch)
+        prompts = make_prompts(batch, prompt_len, cfg_kwargs["vocab_size"], family.mask_token_id, batch)
         cfg = DecodeConfig(gen_length=L, block_length=bl, policy="low_confidence", steps=steps,
                            temperature=0.0, stop_at_eos=False, use_cache=mode)
         # warm-up (allocator, kernels; compile on the first call)
@@ -162,13 +201,13 @@ def run(args, save=None) -> dict:
         fwd_ms = 1e3 * fwd_total / len(recs)
         step_ms = 1e3 * wall / nfe
         tps = batch * L / wall
-        ref = baselines.get((batch, variant))
+        ref = baselines.get((batch, prompt_len, variant))
         if mode == "none":
-            baselines[(batch, variant)] = ref = (tps, out.tokens)
-        eager_none = baselines.get((batch, "eager"))
+            baselines[(batch, prompt_len, variant)] = ref = (tps, out.tokens)
+        eager_none = baselines.get((batch, prompt_len, "eager"))
         row = {
             "batch": batch, "variant": variant, "mode": mode, "gen_length": L, "block_length": bl, "steps": steps,
-            "prompt_length": args.prompt_length, "nfe": nfe, "tpf": L / nfe,
+            "prompt_length": prompt_len, "nfe": nfe, "tpf": L / nfe,
             "wall_s": wall, "wall_all_s": walls, "warmup_s": warm_s, "tok/s": tps,
             "x none": None if ref is None else tps / ref[0],
             "x eager none": None if eager_none is None else tps / eager_none[0],
@@ -177,6 +216,10 @@ def run(args, save=None) -> dict:
             "match": None if ref is None else float((out.tokens == ref[1]).float().mean()),
             "graphs": model.num_graphs if variant != "eager" else None,
         }
+        if mode != "none" and info.get("peak_bandwidth_Bps") and info.get("peak_bf16_flops"):
+            row["roofline x"] = roofline_speedup(mode, wbytes, layer_params, head_params, cfg_kwargs["n_layers"],
+                                                 cfg_kwargs["d_model"], batch, prompt_len, L, bl, steps,
+                                                 info["peak_bandwidth_Bps"], info["peak_bf16_flops"])
         if batch == 1 and info.get("peak_bandwidth_Bps"):
             row["roof%"] = 100.0 * wbytes / (fwd_ms / 1e3) / info["peak_bandwidth_Bps"]
             for kind, k in by_kind.items():
@@ -184,7 +227,7 @@ def run(args, save=None) -> dict:
         results.append(row)
         if save is not None:
             save(snapshot())
-        print(f"batch {batch:3d} {variant:14s} {mode:6s}: {tps:9.1f} tok/s  TPF {L / nfe:.2f}  step {step_ms:7.2f} ms "
+        print(f"batch {batch:3d} prompt {prompt_len:5d} {variant:14s} {mode:6s}: {tps:9.1f} tok/s  TPF {L / nfe:.2f}  step {step_ms:7.2f} ms "
               f"(forward {fwd_ms:7.2f} ms, loop {step_ms - fwd_ms:6.2f} ms)  warm-up {warm_s:.1f}s", flush=True)
     return snapshot()
 
@@ -201,7 +244,8 @@ def main(argv=None) -> int:
     p.add_argument("--gen-length", type=int, default=None)
     p.add_argument("--block-length", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="decoding steps (default gen_length / 2: TPF 2)")
-    p.add_argument("--prompt-length", type=int, default=None)
+    p.add_argument("--prompt-length", type=int, nargs="+", default=None,
+                   help="prompt length(s) in tokens; several lengths give one row each (default 64; --small 16)")
     p.add_argument("--repeat", type=int, default=2, help="timed runs per configuration (median)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (dynamic=False)")
     p.add_argument("--compile-mode", default="default",
@@ -211,8 +255,8 @@ def main(argv=None) -> int:
                    "torch.compile(dynamic=True), side by side (the compile time is in the warm-up column)")
     p.add_argument("--name", default=None, help="JSON file name (default decoding[_compile][_small].json)")
     args = p.parse_args(argv)
-    small_defaults = dict(batch_sizes=[1, 4], gen_length=32, block_length=8, prompt_length=16)
-    big_defaults = dict(batch_sizes=[1, 16], gen_length=256, block_length=32, prompt_length=64)
+    small_defaults = dict(batch_sizes=[1, 4], gen_length=32, block_length=8, prompt_length=[16])
+    big_defaults = dict(batch_sizes=[1, 16], gen_length=256, block_length=32, prompt_length=[64])
     for key, value in (small_defaults if args.small else big_defaults).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -225,14 +269,17 @@ def main(argv=None) -> int:
     name = args.name or "decoding" + ("_compile" if args.compile else "") + ("_small" if args.small else "") + ".json"
     result = run(args, save=lambda partial: write_json(args.out, name, partial))
     path = write_json(args.out, name, result)
-    cols = ["batch", "variant", "mode", "tpf", "tok/s", "x none", "x eager none", "step ms", "fwd ms", "loop ms",
+    cols = ["batch", "prompt", "variant", "mode", "tpf", "tok/s", "x none", "x eager none", "step ms", "fwd ms", "loop ms",
             "match"]
-    if any("roof%" in r for r in result["results"]):
-        cols.append("roof%")
+    for col in ("roof%", "roofline x"):
+        if any(col in r for r in result["results"]):
+            cols.append(col)
+    for r in result["results"]:
+        r.setdefault("prompt", r["prompt_length"])
     model = result["model"]
     title = (f"decoding: {model['parameters'] / 1e9:.2f}B-param random LLaDA, {model['dtype']}, "
              f"{result['device'].get('gpu', result['device']['device'])}, gen {args.gen_length}, "
-             f"block {args.block_length}, steps {args.steps or args.gen_length // 2}, prompt {args.prompt_length}"
+             f"block {args.block_length}, steps {args.steps or args.gen_length // 2}"
              + (f", torch.compile ({args.compile_mode}; first call {result['compile_warmup_s']:.1f}s)"
                 if args.compile else "") + f"  -> {path}")
     print(table(result["results"], cols, title))

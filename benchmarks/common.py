@@ -33,6 +33,8 @@ SMALL_LLADA = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_s
 
 # Peak HBM bandwidth used for the roofline (bytes/s), by substring of torch.cuda.get_device_name().
 PEAK_BANDWIDTH = (("H200", 4.8e12), ("H100", 3.0e12), ("A100", 2.0e12))
+# Peak dense bf16 tensor-core throughput (FLOP/s), same lookup (H200 has the H100's compute).
+PEAK_FLOPS = (("H200", 989e12), ("H100", 989e12), ("A100", 312e12))
 
 
 def device_info(device: torch.device) -> dict:
@@ -41,6 +43,7 @@ def device_info(device: torch.device) -> dict:
         name = torch.cuda.get_device_name(device)
         info["gpu"] = name
         info["peak_bandwidth_Bps"] = next((bw for key, bw in PEAK_BANDWIDTH if key in name), None)
+        info["peak_bf16_flops"] = next((f for key, f in PEAK_FLOPS if key in name), None)
     else:
         info["cpu_threads"] = torch.get_num_threads()
     return info

@@ -25,3 +25,43 @@ def test_teacher_targets_runs_on_the_bundled_teacher(tmp_path):
     for r in (near, distant):
         assert 0.0 <= r["p(label)"] <= 1.0 and r["top1=label %"] <= r["top1 valid %"] <= 100.0
     assert distant["p(label)"] > 0.5  # the trained teacher mostly agrees with its own verified trajectories
+
+
+def test_forward_time_bound_is_the_slower_of_weight_reads_and_matmuls():
+    from bench_decoding import forward_time_bound
+
+    # 1e9 weight bytes at 1e12 B/s = 1 ms; 1e8 layer params x 10 positions x 2 FLOPs = 2e9 FLOPs -> 0.002 ms at 1e15
+    assert forward_time_bound(10**9, 10**8, 0, 1, 8, 1, 10, 10, 0, 1e12, 1e15) == 1e-3
+    # 10,000 positions: 2e12 layer FLOPs + head 2 x 1e6 x 5 + attention 4 x 2 layers x 8 x 1e4 x 1e4 = 2.0081e12
+    expected = (2e12 + 1e7 + 4 * 2 * 8 * 1e4 * 1e4) / 1e15
+    assert abs(forward_time_bound(10**9, 10**8, 10**6, 2, 8, 1, 10_000, 10_000, 5, 1e12, 1e15) - expected) < 1e-12
+
+
+def test_roofline_speedup_of_a_cache():
+    from bench_decoding import roofline_speedup
+
+    args = dict(weight_bytes=10**9, layer_params=10**8, head_params=0, n_layers=1, d_model=8, batch=1, gen=64,
+                block=16, steps=32, bandwidth=1e12, flops=1e15)
+    # bandwidth-bound even without a cache: nothing to gain
+    assert abs(roofline_speedup("dual", prompt=16, **args) - 1.0) < 1e-9
+    # compute-bound full forwards (40,064 positions: 8.0128 ms at peak) against 1 ms cached ones; per block of
+    # 8 steps one refresh and 7 cached forwards: 8 x 8.0128 / (8.0128 + 7 x 1) plus attention
+    full = (2e8 * 40_064 + 32 * 40_064 ** 2) / 1e15
+    cached = max(1e-3, (2e8 * 16 + 32 * 16 * 40_064) / 1e15)
+    assert abs(roofline_speedup("dual", prompt=40_000, **args) - 8 * full / (full + 7 * cached)) < 1e-9
+    # prefix runs the block start to the end: never ahead of dual, behind once cached forwards are compute-bound
+    assert roofline_speedup("prefix", prompt=40_000, **args) == roofline_speedup("dual", prompt=40_000, **args)
+    fast_memory = dict(args, bandwidth=1e15)
+    assert roofline_speedup("prefix", prompt=40_000, **fast_memory) < roofline_speedup("dual", prompt=40_000,
+                                                                                        **fast_memory)
+
+
+def test_bench_decoding_runs_several_prompt_lengths(tmp_path):
+    from bench_decoding import main
+
+    assert main(["--small", "--out", str(tmp_path), "--batch-sizes", "1", "--prompt-length", "8", "24",
+                 "--modes", "none", "dual", "--repeat", "1"]) == 0
+    rows = json.loads((tmp_path / "decoding_small.json").read_text())["results"]
+    assert [(r["prompt_length"], r["mode"]) for r in rows] == [(8, "none"), (8, "dual"), (24, "none"), (24, "dual")]
+    for r in rows:  # ratios are within a prompt length; every mode spends the same forwards (TPF 2)
+        assert r["tpf"] == 2.0 and (r["x none"] == 1.0) == (r["mode"] == "none")

@@ -81,3 +81,32 @@ def test_graphs_of_the_compiled_model_decode_the_chains(cache):
         texts = tokenizer.batch_decode(generate(wrapped, family, prompts, cfg).tokens, skip_special_tokens=True)
         assert texts[0].startswith("74+29=103;103*6=618;") and texts[1].startswith("5+7=12;12*3=36;")
     assert wrapped.num_graphs > 0 and wrapped.eager_calls == 0
+
+
+@pytest.mark.parametrize("cache", ["none", "dual"])
+def test_decoding_loop_waits_for_the_device_once_per_step(cache):
+    """At batch 1 every host sync idles the GPU while Python launches the next kernels; the loop fetches each
+    step's numbers in one sync (CUDA's sync debug mode reports every synchronising call)."""
+    import warnings
+
+    from tadllm.decoding import DecodeConfig, generate
+    from tadllm.models import load_model
+    from tadllm.testbed.quickstart import BUNDLED_TEACHER
+
+    model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="float32", device="cuda")
+    prompts = [tokenizer.encode("start 74 add 29 mul 6", add_special_tokens=False)]
+    cfg = DecodeConfig(gen_length=64, block_length=32, policy="confidence", threshold=0.9, stop_at_eos=True,
+                       use_cache=cache)
+    generate(model, family, prompts, cfg)  # warm-up: first-call allocations
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            out = generate(model, family, prompts, cfg)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchroniz" in str(w.message) for w in caught)
+    steps = int(out.nfe.max())
+    assert steps >= 3
+    # one per step, one for the final check that ends the loop, and a few to set up and return the batch
+    assert steps <= syncs <= steps + 8, (syncs, steps)

@@ -99,28 +99,44 @@ class BlockKVCache:
         self.cached = torch.zeros(B, dtype=torch.long, device=attention_mask.device)
 
     # ------------------------------------------------------------------------------------------ API
+    def plan(self, block: torch.Tensor, win_start: torch.Tensor, win_end: torch.Tensor,
+             live: torch.Tensor) -> torch.Tensor:
+        """What `window_logits` branches on, for the `live` rows, from arguments given for every row of the
+        batch: (rows to refresh, smallest and largest window start, widest and narrowest window). One device
+        tensor, so the decoding loop fetches it in the same host sync as its own numbers."""
+        width = win_end - win_start
+        big = self.T + 1
+        return torch.stack([((self.block != block) & live).sum(), torch.where(live, win_start, big).min(),
+                            torch.where(live, win_start, -1).max(), torch.where(live, width, 0).max(),
+                            torch.where(live, width, big).min()])
+
     def window_logits(self, model, x: torch.Tensor, rows: torch.Tensor, block: torch.Tensor,
-                      win_start: torch.Tensor, win_end: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+                      win_start: torch.Tensor, win_end: torch.Tensor,
+                      planned: list[int] | None = None) -> tuple[torch.Tensor, int | None]:
         """One forward for each of `rows` (sorted indices into the batch). Returns `(logits, start)`:
         logits (R, W, V) where `[r, j]` predicts generation column `win_start[r] + j`, W = max(win_end -
         win_start), and `start` = the common window start when every row has the same one, else None.
 
         `block` (R,) is each row's current block (the cache is rebuilt where it changed); `win_start`,
         `win_end` (R,) the generation columns the row may reveal this step. Columns j >= win_end - win_start
-        of a row hold unspecified (finite) values.
+        of a row hold unspecified (finite) values. `planned`: `plan(...)` of these rows, already on the host
+        (the loop passes it to save a host sync); computed here when None.
         """
         R = rows.numel()
         need = self.block[rows] != block
         width = win_end - win_start
-        n_need, ws_min, ws_max, W, W_min = (int(v) for v in torch.stack(
-            [need.sum(), win_start.min(), win_start.max(), width.max(), width.min()]).tolist())
+        if planned is None:
+            planned = torch.stack([need.sum(), win_start.min(), win_start.max(), width.max(), width.min()]).tolist()
+        n_need, ws_min, ws_max, W, W_min = (int(v) for v in planned)
+        # the head runs on the columns every refreshed row needs (one range: no host sync to narrow it)
+        head = (self.P + ws_min, min(self.P + ws_max + W, self.T))
         if n_need == R:
-            logits = self._refresh(model, x, rows, win_start, W)
+            logits = self._refresh(model, x, rows, win_start, W, head)
         elif n_need == 0:
             logits = self._cached(model, x, rows, win_start, win_end, W, ws_min, ws_max, W_min == W)
         else:
             fresh, keep = need.nonzero().squeeze(1), (~need).nonzero().squeeze(1)
-            lf = self._refresh(model, x, rows[fresh], win_start[fresh], W)
+            lf = self._refresh(model, x, rows[fresh], win_start[fresh], W, head)
             ws_keep, width_keep = win_start[keep], width[keep]
             lo_k, hi_k, w_lo, w_hi = (int(v) for v in torch.stack(
                 [ws_keep.min(), ws_keep.max(), width_keep.min(), width_keep.max()]).tolist())
@@ -131,12 +147,15 @@ class BlockKVCache:
         return logits, (ws_min if ws_min == ws_max else None)
 
     # ------------------------------------------------------------------------------------ internals
-    def _refresh(self, model, x, rows, win_start, W):
+    def _refresh(self, model, x, rows, win_start, W, head):
         n = rows.numel()
         cols = (self.P + win_start[:, None] + torch.arange(W, device=x.device)).clamp_max(self.T - 1)
-        first, last = int(cols.min()), int(cols.max()) + 1  # one sync; the head runs on these columns only
-        out = model(x[rows], attention_mask=self.attn[rows] if self.padded else None,
-                    position_ids=self.positions[rows], use_cache=True, logits_range=(first, last))
+        first = head[0]
+        everything = n == self.B
+        out = model(x if everything else x[rows],
+                    attention_mask=(self.attn if everything else self.attn[rows]) if self.padded else None,
+                    position_ids=self.positions if everything else self.positions[rows], use_cache=True,
+                    logits_range=head)
         self._store(model, rows, out.kv_cache)
         self.refreshes[rows] += 1
         return out.logits[torch.arange(n, device=x.device)[:, None], cols - first]
@@ -220,7 +239,8 @@ class BlockKVCache:
                         for k, v in zip(self.keys, self.values)]
             if everything:
                 self._views[(before, after)] = past
-        out = model(x[rows, before:after], attention_mask=None, position_ids=self.positions[rows, before:after],
+        sel = slice(None) if everything else rows  # a view of x, not a gathered copy, for the whole batch
+        out = model(x[sel, before:after], attention_mask=None, position_ids=self.positions[sel, before:after],
                     kv_cache=past, logits_range=(0, W))
         self.cached[rows] += 1
         return out.logits

@@ -140,9 +140,6 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
     # no per-step check of the mask (a host sync).
     padded = bool((prompt_mask == 0).any())
 
-    def attn_arg(rows):
-        return attn[rows] if padded else None
-
     head_on_slice = family.supports_logits_range and "logits_range" in inspect.signature(model.forward).parameters
     reveal = torch.zeros(B, L, dtype=torch.long, device=device)
     nfe = torch.zeros(B, dtype=torch.long, device=device)
@@ -160,45 +157,61 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
     step = 0
     all_rows = torch.arange(B, device=device)
     columns = torch.arange(L, device=device)
+    rows, n_rows = all_rows, B  # the unfinished rows; looked up again only when their number changes
+    needs_block = cache is not None or config.policy in ("low_confidence", "random")
     while True:
-        # host syncs are few per step: they stall a small-batch loop (the GPU waits for the next launch)
-        n_left = int((~done).sum())
+        # One host sync per step: at batch 1 every sync idles the GPU while Python launches the next kernels.
+        # So the step's numbers are computed for every row (finished rows have nothing masked and are left
+        # out by `live`) and fetched together, before the rows of the forward are picked.
+        live = ~done
+        masked_all = x[:, P:] == family.mask_token_id
+        if config.multi_block:
+            active_all, forced_all, block_state = multi_block_regions(masked_all, bl, block_state,
+                                                                      config.block_add_threshold,
+                                                                      config.decoded_token_threshold)
+        else:
+            active_all, forced_all = semi_ar_regions(masked_all, bl)
+        block_all = first_unfinished_block(masked_all, bl) if needs_block else None
+        # Only the columns some row may reveal need the vocabulary-sized softmax.
+        used = active_all.any(0)
+        numbers = [live.sum(), torch.where(used, columns, L).min(), torch.where(used, columns, -1).max() + 1]
+        if cache is not None:
+            # The cache's window: the first unfinished block up to the last opened block (multi_block) or
+            # the end of that block (semi-AR); every active position lies inside it.
+            win_start_all = block_all * bl
+            win_end_all = block_state.opened * bl if config.multi_block else win_start_all + bl
+            numbers.append(cache.plan(block_all, win_start_all, win_end_all, live))
+        n_left, lo, hi, *planned = torch.cat([torch.stack(numbers[:3])] + numbers[3:]).tolist()
         if n_left == 0:
             break
+        if n_left != n_rows:
+            rows, n_rows = live.nonzero().squeeze(1), n_left
+        everything = n_left == B
+        sel = slice(None) if everything else rows  # whole-batch steps index with views, not gathers
+
+        def pick(t):
+            return t if everything else t[rows]
+
         step += 1
-        rows = all_rows if n_left == B else (~done).nonzero().squeeze(1)
-        masked = x[rows, P:] == family.mask_token_id
-        if config.multi_block:
-            active, forced, new_state = multi_block_regions(masked, bl, block_state.select_rows(rows),
-                                                            config.block_add_threshold,
-                                                            config.decoded_token_threshold)
-            block_state.opened[rows], block_state.full[rows] = new_state.opened, new_state.full
-        else:
-            active, forced = semi_ar_regions(masked, bl)
-        # Only the columns some row may reveal need the vocabulary-sized softmax.
-        used = active.any(0)
-        lo, hi = torch.stack([torch.where(used, columns, L).min(), torch.where(used, columns, -1).max() + 1]).tolist()
+        active, forced = pick(active_all), pick(forced_all)
         if cache is None:
-            extra = {"position_ids": positions[rows]} if positions is not None else {}
+            extra = {"position_ids": pick(positions)} if positions is not None else {}
             # The head runs on whole blocks around the active columns: few distinct shapes (CUDA graphs).
             head_lo, head_hi = (lo // bl) * bl, min(-(-hi // bl) * bl, L)
             if head_on_slice:
                 extra["logits_range"] = (P + head_lo, P + head_hi)
-            logits = model(x[rows], attention_mask=attn_arg(rows), **extra).logits
+            logits = model(pick(x), attention_mask=pick(attn) if padded else None, **extra).logits
             if head_on_slice:
                 logits = logits[:, lo - head_lo:hi - head_lo]
             else:
                 logits = aligned_logits(logits, family)[:, P + lo:P + hi]
-            nfe[rows] += 1
+            nfe[sel] += 1
             cand, conf, ent = policies.propose(logits, family.mask_token_id, config.temperature, generator)
         else:
-            # The cache's window: the first unfinished block up to the last opened block (multi_block) or
-            # the end of that block (semi-AR); every active position lies inside it.
-            cur = first_unfinished_block(masked, bl)
-            win_start = cur * bl
-            win_end = new_state.opened * bl if config.multi_block else win_start + bl
-            win_logits, start = cache.window_logits(model, x, rows, cur, win_start, win_end)
-            nfe[rows] += 1
+            win_start = pick(win_start_all)
+            win_logits, start = cache.window_logits(model, x, rows, pick(block_all), win_start,
+                                                    pick(win_end_all), planned)
+            nfe[sel] += 1
             if start is not None:  # one window start for all rows: columns lo..hi are a slice of it
                 cand, conf, ent = policies.propose(win_logits[:, lo - start:hi - start], family.mask_token_id,
                                                    config.temperature, generator)
@@ -213,33 +226,30 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
         elif config.policy == "entropy":
             chosen = policies.select_entropy(ent, act, frc, config.threshold)
         else:
-            block = first_unfinished_block(masked, bl)
-            new_block = block != current_block[rows]
-            current_block[rows] = block
-            steps_in_block[rows] = torch.where(new_block, 0, steps_in_block[rows])
-            left_steps = (steps_per_block - steps_in_block[rows]).clamp_min(1)
+            block = pick(block_all)
+            new_block = block != current_block[sel]
+            current_block[sel] = block
+            steps_in_block[sel] = torch.where(new_block, 0, steps_in_block[sel])
+            left_steps = (steps_per_block - steps_in_block[sel]).clamp_min(1)
             k = torch.ceil(act.sum(-1).float() / left_steps.float()).long().clamp_min(1)
-            steps_in_block[rows] += 1
+            steps_in_block[sel] += 1
             scores = conf if config.policy == "low_confidence" else torch.rand(
                 conf.shape, generator=generator, device=device)
             chosen = policies.select_top_k(scores, act, k)
-        window = x[rows, P + lo:P + hi]
-        x[rows, P + lo:P + hi] = torch.where(chosen, cand, window)
-        rev = reveal[rows]
-        rev[:, lo:hi] = torch.where(chosen, step, rev[:, lo:hi])
-        reveal[rows] = rev
-        gen = x[rows, P:]
+        x[sel, P + lo:P + hi] = torch.where(chosen, cand, x[sel, P + lo:P + hi])
+        reveal[sel, lo:hi] = torch.where(chosen, step, reveal[sel, lo:hi])
+        gen = x[sel, P:]
         revealed = gen != family.mask_token_id
         finished = revealed.all(-1)
         if config.stop_at_eos and stop_ids:
+            # rows that revealed a stop token after an unbroken prefix end here: their hidden tail is filled
+            # (written for every row, unchanged where nothing ends: no host sync to ask first)
             early = _finished_by_stop(gen, revealed, stop_ids) & ~finished
-            if bool(early.any()):
-                fill_rows = rows[early]
-                tail = ~revealed[early]
-                x[fill_rows, P:] = torch.where(tail, family.fill_token_id, gen[early])
-                reveal[fill_rows] = torch.where(tail, step, reveal[fill_rows])
+            tail = ~revealed & early[:, None]
+            x[sel, P:] = torch.where(tail, family.fill_token_id, gen)
+            reveal[sel] = torch.where(tail, step, reveal[sel])
             finished = finished | early
-        done[rows] = finished
+        done[sel] = finished
         if on_step is not None:
             on_step(step, x[:, P:].clone(), x[:, P:] != family.mask_token_id)
     return x[:, P:], reveal, nfe
