@@ -82,3 +82,42 @@ def test_prompt_longer_than_model_limit_is_an_error(fixture_model):
     model, _, family = fixture_model
     with pytest.raises(ValueError, match="maximum sequence length"):
         generate(model, family, [[5] * 250], DecodeConfig(gen_length=32, block_length=8))
+
+
+class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the operations that make the host wait for a GPU: reading a value (item/bool/int), nonzero and
+    boolean-mask indexing (their output size depends on the data); `.tolist()` is counted by a patch."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__
+        if name.startswith(("_local_scalar_dense", "nonzero", "masked_select", "is_nonzero")) or (
+                name.startswith("index.") and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                                                  for i in (args[1] if len(args) > 1 else ()) or ())):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("cache", ["none", "dual"])
+def test_loop_reads_the_device_once_per_step(fixture_model, monkeypatch, cache):
+    """On a GPU every host read idles the device while Python launches the next kernels; a step's numbers
+    are fetched in one read (the GPU test checks the same with CUDA's sync debug mode)."""
+    model, _, family = fixture_model
+    reads = _HostReads()
+    tolist = torch.Tensor.tolist
+
+    def counted_tolist(self):
+        reads.count += 1
+        return tolist(self)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", counted_tolist)
+    cfg = DecodeConfig(gen_length=32, block_length=8, policy="confidence", threshold=0.9, stop_at_eos=True,
+                       use_cache=cache)
+    with reads:
+        out = generate(model, family, PROMPTS[:1], cfg)
+    steps = int(out.nfe.max())
+    assert steps >= 4
+    assert steps <= reads.count <= steps + 3, (reads.count, steps)  # + the check that ends the loop and setup

@@ -46,8 +46,10 @@ def force_one(selected: torch.Tensor, scores: torch.Tensor, forced: torch.Tensor
     """Where a row reveals nothing inside `forced`, add its best-scoring forced position."""
     need = forced.any(-1) & ~(selected & forced).any(-1)
     best = scores.masked_fill(~forced, float("-inf")).argmax(-1)
-    # a one-hot instead of indexing with `need`: boolean indexing would wait for the device every step
-    extra = torch.nn.functional.one_hot(best, selected.shape[-1]).bool() & need[:, None]
+    # a comparison instead of indexing with `need` (or F.one_hot, which checks its input's range): both would
+    # make the host wait for the device every step
+    columns = torch.arange(selected.shape[-1], device=selected.device)
+    extra = (columns[None, :] == best[:, None]) & need[:, None]
     return selected | extra
 
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Issue-6 batch-1 run on one GPU: the KV cache's speedup against the prompt length (64 ... 1024 tokens) at the
+# 1.65B shape and at LLaDA-8B's shape, eager forwards and CUDA graphs (part 3: graphs of torch.compile), next
+# to the roofline estimate of what a cache can give there; plus the GPU tests.
+# Writes JSON + run.log to $OUT.  Usage (repository root): OUT=folder PARTS="1 2" bash benchmarks/run_prompt_sweep_gpu.sh
+#   part 1 (~9 min): 8B sweep;  part 2 (~7 min): GPU tests, 1.65B sweep (batch 1), batch 16 at prompt 64;
+#   part 3 (~8 min): 1.65B with graphs of torch.compile(dynamic=True);
+#   BASELINE=folder (a copy of an older checkout's src/ and benchmarks/): part 1 also runs its bench_decoding
+#   on the 8B shape first, for a side-by-side of the decoding loop before and after a change.
+set -u
+OUT="${OUT:-runs/prompt-sweep}"; mkdir -p "$OUT"; PARTS="${PARTS:-1 2}"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" TOKENIZERS_PARALLELISM=false
+PY="${PYTHON:-python3}"; LOG="$OUT/run.log"; touch "$LOG"
+PROMPTS="64 128 256 512 1024"
+step() { local limit=$1; shift; echo "=== $* (limit ${limit}s)" | tee -a "$LOG"; local t0=$SECONDS
+  timeout --signal=INT --kill-after=20 "$limit" "$@" >> "$LOG" 2>&1; echo "=== exit $? after $((SECONDS - t0))s" | tee -a "$LOG"; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$LOG"
+$PY -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' | tee -a "$LOG"
+for part in $PARTS; do
+  if [ "$part" = 1 ]; then
+    if [ -n "${BASELINE:-}" ]; then
+      step 90 env PYTHONPATH="$BASELINE/src" $PY "$BASELINE/benchmarks/bench_decoding.py" --out "$OUT" --arch 8b \
+        --batch-sizes 1 --modes none dual --variants graphs --name decoding_8b_baseline_p64.json
+      step 90 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+        --variants graphs --name decoding_8b_after_p64.json
+    fi
+    step 220 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+      --variants graphs --prompt-length $PROMPTS --name decoding_8b_prompt_sweep.json
+    step 150 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+      --variants eager --prompt-length 256 1024 --name decoding_8b_prompt_sweep_eager.json
+  elif [ "$part" = 2 ]; then
+    step 80 $PY -m pytest -q -p no:hypothesispytest -m gpu tests/test_gpu.py -k "waits or cuda_graphs or bf16"
+    step 200 $PY benchmarks/bench_decoding.py --out "$OUT" --batch-sizes 1 --modes none dual \
+      --variants eager graphs --prompt-length $PROMPTS --name decoding_1.6b_prompt_sweep.json
+    step 120 $PY benchmarks/bench_decoding.py --out "$OUT" --batch-sizes 16 --modes none prefix dual \
+      --variants eager graphs --name decoding_1.6b_b16.json
+  elif [ "$part" = 3 ]; then
+    step 500 $PY benchmarks/bench_decoding.py --out "$OUT" --batch-sizes 1 --modes none dual \
+      --variants graphs compile+graphs --prompt-length 64 256 512 1024 --name decoding_1.6b_compile_sweep.json
+  fi
+done
+grep -v "it/s\]" "$LOG" | grep -E "^(===|batch|---|  |decoding|[0-9]+ passed|FAILED|E  )" | tail -80
