@@ -4,7 +4,7 @@
 # to the roofline estimate of what a cache can give there; plus the GPU tests.
 # Writes JSON + run.log to $OUT.  Usage (repository root): OUT=folder PARTS="1 2" bash benchmarks/run_prompt_sweep_gpu.sh
 #   part 1 (~9 min): 8B sweep;  part 2 (~7 min): GPU tests, 1.65B sweep (batch 1), batch 16 at prompt 64;
-#   part 3 (~8 min): 1.65B with graphs of torch.compile(dynamic=True);
+#   part 3 (~9 min): GPU tests, 1.65B with graphs of torch.compile(dynamic=True);  part 4 (~9 min): the same at 8B;
 #   BASELINE=folder (a copy of an older checkout's src/ and benchmarks/): part 1 also runs its bench_decoding
 #   on the 8B shape first, for a side-by-side of the decoding loop before and after a change.
 set -u
@@ -35,8 +35,12 @@ for part in $PARTS; do
     step 120 $PY benchmarks/bench_decoding.py --out "$OUT" --batch-sizes 16 --modes none prefix dual \
       --variants eager graphs --name decoding_1.6b_b16.json
   elif [ "$part" = 3 ]; then
-    step 500 $PY benchmarks/bench_decoding.py --out "$OUT" --batch-sizes 1 --modes none dual \
+    step 80 $PY -m pytest -q -p no:hypothesispytest -m gpu tests/test_gpu.py -k "waits or cuda_graphs or bf16"
+    step 480 $PY benchmarks/bench_decoding.py --out "$OUT" --batch-sizes 1 --modes none dual \
       --variants graphs compile+graphs --prompt-length 64 256 512 1024 --name decoding_1.6b_compile_sweep.json
+  elif [ "$part" = 4 ]; then
+    step 560 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+      --variants graphs compile+graphs --prompt-length 128 256 512 --name decoding_8b_compile_sweep.json
   fi
 done
 grep -v "it/s\]" "$LOG" | grep -E "^(===|batch|---|  |decoding|[0-9]+ passed|FAILED|E  )" | tail -80
