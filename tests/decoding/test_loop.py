@@ -113,6 +113,11 @@ def test_loop_reads_the_device_once_per_step(fixture_model, monkeypatch, cache):
         reads.count += 1
         return tolist(self)
 
+    # tensors made from Python data: on a GPU each is a host-to-device copy, which waits for the device too
+    made = []
+    for name in ("tensor", "as_tensor"):
+        original = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *a, _original=original, **k: made.append(1) or _original(*a, **k))
     monkeypatch.setattr(torch.Tensor, "tolist", counted_tolist)
     cfg = DecodeConfig(gen_length=32, block_length=8, policy="confidence", threshold=0.9, stop_at_eos=True,
                        use_cache=cache)
@@ -121,3 +126,4 @@ def test_loop_reads_the_device_once_per_step(fixture_model, monkeypatch, cache):
     steps = int(out.nfe.max())
     assert steps >= 4
     assert steps <= reads.count <= steps + 3, (reads.count, steps)  # + the check that ends the loop and setup
+    assert len(made) <= 6, len(made)  # setting up and returning the batch only, none per step

@@ -75,9 +75,10 @@ def count_tokens(tokens: torch.Tensor, stop_ids: list[int]) -> torch.Tensor:
     return first.long()
 
 
-def _finished_by_stop(tokens: torch.Tensor, revealed: torch.Tensor, stop_ids: list[int]) -> torch.Tensor:
-    """Rows with a revealed stop token whose every earlier position is revealed."""
-    is_stop = torch.isin(tokens, torch.as_tensor(stop_ids, device=tokens.device)) & revealed
+def _finished_by_stop(tokens: torch.Tensor, revealed: torch.Tensor, stop_ids: torch.Tensor) -> torch.Tensor:
+    """Rows with a revealed stop token whose every earlier position is revealed (`stop_ids` on the tokens'
+    device: copying a list there every step would make the host wait for the GPU)."""
+    is_stop = torch.isin(tokens, stop_ids) & revealed
     hidden_before = (~revealed).long().cumsum(-1)
     return (is_stop & (hidden_before == 0)).any(-1)
 
@@ -149,7 +150,7 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
     block_state = BlockState.start(B, config.num_blocks, device)
     steps_per_block = (config.steps // config.num_blocks) if config.steps else None
     generator = torch.Generator(device=device).manual_seed(seed)
-    stop_ids = family.stop_token_ids
+    stop_ids = torch.as_tensor(family.stop_token_ids, dtype=torch.long, device=device)
     cache = None
     if config.use_cache != "none":
         check_cache_support(model, family, config.use_cache)
@@ -241,7 +242,7 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
         gen = x[sel, P:]
         revealed = gen != family.mask_token_id
         finished = revealed.all(-1)
-        if config.stop_at_eos and stop_ids:
+        if config.stop_at_eos and stop_ids.numel():
             # rows that revealed a stop token after an unbroken prefix end here: their hidden tail is filled
             # (written for every row, unchanged where nothing ends: no host sync to ask first)
             early = _finished_by_stop(gen, revealed, stop_ids) & ~finished
