@@ -41,6 +41,10 @@ for part in $PARTS; do
   elif [ "$part" = 4 ]; then
     step 560 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
       --variants graphs compile+graphs --prompt-length 128 256 512 --name decoding_8b_compile_sweep.json
+  elif [ "$part" = 5 ]; then  # the GPU tests again after a fix, and a repeat of part 4's 8B / 512 graphs rows
+    step 80 $PY -m pytest -q -p no:hypothesispytest -m gpu tests/test_gpu.py -k "waits or cuda_graphs or bf16"
+    step 120 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+      --variants graphs --prompt-length 512 --repeat 3 --name decoding_8b_graphs_p512_repeat.json
   fi
 done
 grep -v "it/s\]" "$LOG" | grep -E "^(===|batch|---|  |decoding|[0-9]+ passed|FAILED|E  )" | tail -80
