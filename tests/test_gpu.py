@@ -114,4 +114,7 @@ def test_decoding_loop_waits_for_the_device_once_per_step(cache):
     many_syncs, many_steps = syncs_and_steps(1.0)  # one token per step (through force_one)
     few_syncs, few_steps = syncs_and_steps(0.5)
     assert many_steps >= few_steps + 10
-    assert many_syncs - few_syncs == many_steps - few_steps, (many_syncs, many_steps, few_syncs, few_steps)
+    # one per extra step; the slack of 2 is for waits outside the loop's control (H200, torch 2.11: 31 extra
+    # steps cost 31 syncs with the dual cache and 32 without); the loop before this test waited 2-5 times a step
+    extra_syncs, extra_steps = many_syncs - few_syncs, many_steps - few_steps
+    assert extra_steps <= extra_syncs <= extra_steps + 2, (many_syncs, many_steps, few_syncs, few_steps)
