@@ -144,11 +144,12 @@ def run(args, save=None) -> dict:
         return {
             "benchmark": "decoding", "small": args.small, "arch": None if args.small else args.arch, "compile": args.compile,
             "compile_mode": args.compile_mode if args.compile else None, "compile_warmup_s": compile_s,
-            "model": {**cfg_kwargs, "parameters": num_params(base), "dtype": str(dtype),
+            "model": {**cfg_kwargs, "parameters": num_params(base), "dtype": str(dtype), "fused_blocks": fused,
                       "weight_bytes_per_forward": wbytes, "build_s": build_s},
             "device": info, "results": results,
         }
 
+    fused = 0 if args.unfused else base.fuse_projections()  # as `tad generate/eval` do on a GPU
     if args.compile:
         model = torch.compile(model, dynamic=False, mode=args.compile_mode)
     L, bl = args.gen_length, args.block_length
@@ -253,6 +254,8 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=["eager"], choices=["eager", "graphs", "compile+graphs"],
                    help="eager forwards, CUDA-graph replays (tadllm.decoding.graphs) and/or graphs of "
                    "torch.compile(dynamic=True), side by side (the compile time is in the warm-up column)")
+    p.add_argument("--unfused", action="store_true",
+                   help="keep separate q/k/v and ff/up matmuls (default: fused, LLaDAModelLM.fuse_projections)")
     p.add_argument("--name", default=None, help="JSON file name (default decoding[_compile][_small].json)")
     args = p.parse_args(argv)
     small_defaults = dict(batch_sizes=[1, 4], gen_length=32, block_length=8, prompt_length=[16])

@@ -45,6 +45,19 @@ for part in $PARTS; do
     step 80 $PY -m pytest -q -p no:hypothesispytest -m gpu tests/test_gpu.py -k "waits or cuda_graphs or bf16"
     step 120 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
       --variants graphs --prompt-length 512 --repeat 3 --name decoding_8b_graphs_p512_repeat.json
+  elif [ "$part" = 6 ]; then  # fused projections + keys written in place: BASELINE (before them), unfused, fused
+    step 90 $PY -m pytest -q -p no:hypothesispytest -m gpu tests/test_gpu.py -k "waits or cuda_graphs or bf16 or fuse"
+    step 100 env PYTHONPATH="$BASELINE/src" $PY "$BASELINE/benchmarks/bench_decoding.py" --out "$OUT" --arch 8b \
+      --batch-sizes 1 --modes none dual --variants graphs --prompt-length 64 256 512 --name decoding_8b_before.json
+    step 100 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+      --variants graphs --prompt-length 64 256 512 --unfused --name decoding_8b_unfused.json
+    step 100 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+      --variants graphs --prompt-length 64 256 512 --name decoding_8b_fused.json
+    step 120 $PY benchmarks/bench_decoding.py --out "$OUT" --batch-sizes 1 16 --modes none dual \
+      --variants eager graphs --prompt-length 64 --name decoding_1.6b_fused.json
+  elif [ "$part" = 7 ]; then
+    step 540 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 --modes none dual \
+      --variants compile+graphs --prompt-length 256 512 128 --name decoding_8b_fused_compile.json
   fi
 done
 grep -v "it/s\]" "$LOG" | grep -E "^(===|batch|---|  |decoding|[0-9]+ passed|FAILED|E  )" | tail -80

@@ -118,3 +118,25 @@ def test_decoding_loop_waits_for_the_device_once_per_step(cache):
     # steps cost 31 syncs with the dual cache and 32 without); the loop before this test waited 2-5 times a step
     extra_syncs, extra_steps = many_syncs - few_syncs, many_steps - few_steps
     assert extra_steps <= extra_syncs <= extra_steps + 2, (many_syncs, many_steps, few_syncs, few_steps)
+
+
+@pytest.mark.parametrize("cache", ["none", "dual"])
+def test_decoding_commands_fuse_projections_on_cuda_with_the_same_tokens(cache):
+    """`tad generate/eval` fuse q/k/v and ff/up matmuls on a GPU (`accelerate_decoding`): same tokens, eager and
+    with CUDA graphs."""
+    from types import SimpleNamespace
+
+    from tadllm.cli import accelerate_decoding
+    from tadllm.decoding import DecodeConfig, generate
+    from tadllm.models import load_model
+    from tadllm.testbed.quickstart import BUNDLED_TEACHER
+
+    model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="float32", device="cuda")
+    prompts = [tokenizer.encode(p, add_special_tokens=False) for p in ("start 74 add 29 mul 6", "start 15 add 27 mul 3")]
+    cfg = DecodeConfig(gen_length=64, block_length=16, steps=32, use_cache=cache)
+    ref = generate(model, family, prompts, cfg)
+    for graphs in (False, True):
+        fast = accelerate_decoding(model, SimpleNamespace(cuda_graphs=graphs, compile=False))
+        assert model.model.transformer.blocks[0]._fused is not None
+        out = generate(fast, family, prompts, cfg)
+        assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.nfe, ref.nfe)

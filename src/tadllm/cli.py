@@ -78,9 +78,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def accelerate_decoding(model, args):
-    """Apply `--compile` and/or `--cuda-graphs` to a loaded model (both: graphs of the compiled model)."""
+    """Apply `--compile` and/or `--cuda-graphs` to a loaded model (both: graphs of the compiled model). A
+    native LLaDA on a GPU also gets fused q/k/v and ff/up matmuls (`LLaDAModelLM.fuse_projections`; these
+    commands never save the model)."""
+    from .decoding.cache import _base_model
     from .models import compile_model, cuda_graph_model
 
+    base = _base_model(model)
+    if hasattr(base, "fuse_projections") and next(base.parameters()).device.type == "cuda":
+        base.fuse_projections()
     try:
         if args.cuda_graphs:
             return cuda_graph_model(model, compile=args.compile)

@@ -112,3 +112,66 @@ def test_sharded_checkpoint_loads(tmp_path):
     ids = torch.randint(0, 40, (1, 7))
     with torch.no_grad():
         assert torch.equal(model(ids).logits, loaded(ids).logits)
+
+
+def test_fused_projections_match_the_reference_and_keep_the_state_dict(llada_fixture_dir):
+    model, _, _ = load_model(llada_fixture_dir, dtype="float32", device="cpu")
+    ref = load_file(llada_fixture_dir / "reference_logits.safetensors")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert model.fuse_projections() == model.config.n_layers
+    block = model.model.transformer.blocks[0]
+    assert block._fused_weights() is None  # gradients enabled: the separate matmuls (training path)
+    with torch.no_grad():
+        assert block._fused_weights() is not None
+        assert block.k_proj.weight.data_ptr() == block._fused[0].data_ptr() + block.q_proj.weight.numel() * 4
+        logits = model(ref["input_ids"]).logits
+        padded = model(ref["padded_input_ids"], attention_mask=ref["padded_attention_mask"]).logits
+    assert (logits - ref["logits"]).abs().max() <= 1e-5
+    assert (padded - ref["padded_logits"]).abs().max() <= 1e-5
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
+    model.unfuse_projections()
+    assert block._fused_weights() is None and block.k_proj.weight.data_ptr() != block.q_proj.weight.data_ptr()
+    with torch.no_grad():
+        assert torch.equal(model(ref["input_ids"]).logits, logits)
+
+
+def test_fused_projections_step_aside_for_peft_and_moved_weights():
+    torch.manual_seed(0)
+    model = LLaDAModelLM(tiny_llada_config(n_kv_heads=2)).eval()
+    ids = torch.randint(0, 40, (2, 9))
+    with torch.no_grad():
+        ref = model(ids).logits
+    model.fuse_projections()
+    block = model.model.transformer.blocks[0]
+    model.double()  # new storage for every weight: the fused tensors no longer back the projections
+    with torch.no_grad():
+        assert block._fused_weights() is None
+        torch.testing.assert_close(model(ids).logits.float(), ref, atol=1e-4, rtol=0)
+    model.float()
+    model.fuse_projections()
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "ff_proj"], init_lora_weights=False))
+    with torch.no_grad():
+        assert block._fused_weights() is None  # peft wraps q_proj: its adapter must not be skipped
+        with lora.disable_adapter():
+            torch.testing.assert_close(lora(input_ids=ids).logits, ref, atol=1e-5, rtol=0)
+        assert not torch.allclose(lora(input_ids=ids).logits, ref, atol=1e-3)
+
+
+def test_keys_written_in_place_equal_the_concatenated_keys():
+    """The cache's whole-batch form (keys, values, start) gives the same logits as (before, after) pieces."""
+    torch.manual_seed(0)
+    model = LLaDAModelLM(tiny_llada_config(n_kv_heads=2)).eval()
+    ids = torch.randint(0, 40, (2, 12))
+    with torch.no_grad():
+        full = model(ids, use_cache=True)
+        window = ids[:, 4:8].clone()
+        window[:, 1] = 5  # the window changed since the keys were cached
+        pieces = [(k[:, :, :4], v[:, :, :4], k[:, :, 8:], v[:, :, 8:]) for k, v in full.kv_cache]
+        positions = torch.arange(4, 8).expand(2, 4)
+        ref = model(window, position_ids=positions, kv_cache=pieces).logits
+        buffers = [(k.clone(), v.clone(), 4) for k, v in full.kv_cache]
+        got = model(window, position_ids=positions, kv_cache=buffers).logits
+    assert torch.equal(got, ref)

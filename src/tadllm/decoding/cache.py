@@ -93,7 +93,7 @@ class BlockKVCache:
         self.block = torch.full((B,), -1, dtype=torch.long, device=attention_mask.device)
         self.keys: list[torch.Tensor] | None = None  # per layer (B, kv_heads, T, head_dim)
         self.values: list[torch.Tensor] | None = None
-        self._views: dict = {}  # (before, after) -> per-layer cache views of the whole batch
+        self._views: dict = {}  # window start -> per-layer (keys, values, start) of the whole batch
         # statistics: forwards per row of each kind (refresh + cached = NFE of the row)
         self.refreshes = torch.zeros(B, dtype=torch.long, device=attention_mask.device)
         self.cached = torch.zeros(B, dtype=torch.long, device=attention_mask.device)
@@ -218,27 +218,21 @@ class BlockKVCache:
         return out.logits
 
     def _cached_uniform(self, model, x, rows, ws, W):
-        """Every row has the same window and no padding: slice the cache instead of masking it, so the
-        forward needs no attention mask (the fastest attention kernel; fixed shapes per block for graphs)."""
+        """Every row has the same window and no padding: the window's fresh keys/values are written into the
+        cache at the window (which is recomputed at every step anyway) and attention runs over the whole cache
+        without a mask: no concatenation per layer, the fastest attention kernel, fixed shapes per block."""
         P = self.P
-        q_end = self.L if self.mode == "prefix" else ws + W
-        before, after = P + ws, P + q_end
+        before, after = P + ws, (self.T if self.mode == "prefix" else P + ws + W)
         everything = rows.numel() == self.B
-
-        def part(t, a, b):
-            return t[:, :, a:b] if everything else t[rows, :, a:b]
-
-        # The same list of views for every step of a block (until the next refresh): CUDA-graph replays
-        # recognise it without re-inspecting every tensor.
-        past = self._views.get((before, after)) if everything else None
+        # The same list for every step of a block (until the next refresh): CUDA-graph replays recognise it
+        # without re-inspecting every tensor. A subset of rows gets copies (its writes need not persist).
+        past = self._views.get(before) if everything else None
         if past is None:
-            if self.mode == "prefix":
-                past = [(part(k, 0, before), part(v, 0, before), None, None) for k, v in zip(self.keys, self.values)]
-            else:
-                past = [(part(k, 0, before), part(v, 0, before), part(k, after, self.T), part(v, after, self.T))
-                        for k, v in zip(self.keys, self.values)]
             if everything:
-                self._views[(before, after)] = past
+                past = [(k, v, before) for k, v in zip(self.keys, self.values)]
+                self._views[before] = past
+            else:
+                past = [(k[rows], v[rows], before) for k, v in zip(self.keys, self.values)]
         sel = slice(None) if everything else rows  # a view of x, not a gathered copy, for the whole batch
         out = model(x[sel, before:after], attention_mask=None, position_ids=self.positions[sel, before:after],
                     kv_cache=past, logits_range=(0, W))
