@@ -9,12 +9,7 @@
 #   part 7 (~6 min): 1.65B batch 16 with compiled graphs (compiles again for batch > 1).
 set -u
 OUT="${OUT:-runs/perf-graphs}"; mkdir -p "$OUT"; PARTS="${PARTS:-1 2 3}"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" TOKENIZERS_PARALLELISM=false
-PY="${PYTHON:-python3}"; LOG="$OUT/run.log"; touch "$LOG"
-step() { local limit=$1; shift; echo "=== $* (limit ${limit}s)" | tee -a "$LOG"; local t0=$SECONDS
-  timeout --signal=INT --kill-after=20 "$limit" "$@" >> "$LOG" 2>&1; echo "=== exit $? after $((SECONDS - t0))s" | tee -a "$LOG"; }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$LOG"
-$PY -c 'import torch, transformers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)' | tee -a "$LOG"
+source benchmarks/gpu_steps.sh
 for part in $PARTS; do
   if [ "$part" = 1 ]; then
     step 90 $PY -m pytest -q -m gpu tests/test_gpu.py

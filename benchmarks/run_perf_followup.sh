@@ -5,12 +5,7 @@
 # Usage (repository root): OUT=folder bash benchmarks/run_perf_followup.sh
 set -u
 OUT="${OUT:-runs/perf}"; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" TOKENIZERS_PARALLELISM=false
-PY="${PYTHON:-python3}"; LOG="$OUT/run.log"; : > "$LOG"
-step() { local limit=$1; shift; echo "=== $* (limit ${limit}s)" | tee -a "$LOG"; local t0=$SECONDS
-  timeout --signal=INT --kill-after=20 "$limit" "$@" >> "$LOG" 2>&1; echo "=== exit $? after $((SECONDS - t0))s" | tee -a "$LOG"; }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$LOG"
-$PY -c 'import torch, transformers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)' | tee -a "$LOG"
+: > "$OUT/run.log"; source benchmarks/gpu_steps.sh
 step 100 $PY benchmarks/bench_decoding.py --out "$OUT" --name decoding_1.6b.json
 step 100 $PY benchmarks/bench_decoding.py --out "$OUT" --compile --modes none dual --repeat 2 --name decoding_1.6b_compile.json
 step 80 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --modes none dual --repeat 2 --name decoding_8b.json

@@ -9,13 +9,8 @@
 #   on the 8B shape first, for a side-by-side of the decoding loop before and after a change.
 set -u
 OUT="${OUT:-runs/prompt-sweep}"; mkdir -p "$OUT"; PARTS="${PARTS:-1 2}"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" TOKENIZERS_PARALLELISM=false
-PY="${PYTHON:-python3}"; LOG="$OUT/run.log"; touch "$LOG"
 PROMPTS="64 128 256 512 1024"
-step() { local limit=$1; shift; echo "=== $* (limit ${limit}s)" | tee -a "$LOG"; local t0=$SECONDS
-  timeout --signal=INT --kill-after=20 "$limit" "$@" >> "$LOG" 2>&1; echo "=== exit $? after $((SECONDS - t0))s" | tee -a "$LOG"; }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$LOG"
-$PY -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' | tee -a "$LOG"
+source benchmarks/gpu_steps.sh
 for part in $PARTS; do
   if [ "$part" = 1 ]; then
     if [ -n "${BASELINE:-}" ]; then
