@@ -27,9 +27,6 @@ class BlockState:
         full[:, 0] = True
         return cls(torch.ones(batch, dtype=torch.long, device=device), full)
 
-    def select_rows(self, rows: torch.Tensor) -> "BlockState":
-        return BlockState(self.opened[rows], self.full[rows])
-
 
 def decoded_fraction(masked: torch.Tensor, block_length: int) -> torch.Tensor:
     """(B, num_blocks) fraction of each block already revealed."""
