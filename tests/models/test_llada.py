@@ -175,3 +175,17 @@ def test_keys_written_in_place_equal_the_concatenated_keys():
         buffers = [(k.clone(), v.clone(), 4) for k, v in full.kv_cache]
         got = model(window, position_ids=positions, kv_cache=buffers).logits
     assert torch.equal(got, ref)
+
+
+def test_fused_model_saves_and_reloads_the_same_weights(tmp_path):
+    torch.manual_seed(0)
+    model = LLaDAModelLM(tiny_llada_config()).eval()
+    ids = torch.randint(0, 40, (2, 9))
+    with torch.no_grad():
+        ref = model(ids).logits
+    model.fuse_projections()
+    model.save_pretrained(tmp_path / "m")
+    loaded, _, _ = load_model(tmp_path / "m", dtype="float32", device="cpu")
+    assert all(getattr(b, "_fused", None) is None for b in loaded.model.transformer.blocks)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, ref)

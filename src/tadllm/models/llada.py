@@ -287,8 +287,9 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         and 31 us as one). Uses no extra memory; parameter names and values are unchanged. Returns the number
         of blocks fused. Only no-grad forwards use the fused matmuls: training, blocks whose projections peft
         wrapped and weights moved to a new device or dtype afterwards run the separate ones, with the same
-        result. Views of one tensor cannot be saved as separate tensors: call `unfuse_projections()` before
-        saving the model."""
+        result. `save_pretrained` writes the usual separate tensors (tested); `unfuse_projections()` gives every
+        projection its own tensor again (e.g. before `torch.save` of a state dict, which would store the
+        whole fused tensor with every view)."""
         return sum(block.fuse_projections() for block in self.model.transformer.blocks)
 
     def unfuse_projections(self) -> None:
