@@ -228,7 +228,8 @@ def run(args, save=None) -> dict:
         results.append(row)
         if save is not None:
             save(snapshot())
-        print(f"batch {batch:3d} prompt {prompt_len:5d} {variant:14s} {mode:6s}: {tps:9.1f} tok/s  TPF {L / nfe:.2f}  step {step_ms:7.2f} ms "
+        print(f"batch {batch:3d} prompt {prompt_len:5d} {variant:14s} {mode:6s}: {tps:9.1f} tok/s  TPF {L / nfe:.2f}  "
+              f"step {step_ms:7.2f} ms "
               f"(forward {fwd_ms:7.2f} ms, loop {step_ms - fwd_ms:6.2f} ms)  warm-up {warm_s:.1f}s", flush=True)
     return snapshot()
 

@@ -132,7 +132,8 @@ def test_decoding_commands_fuse_projections_on_cuda_with_the_same_tokens(cache):
     from tadllm.testbed.quickstart import BUNDLED_TEACHER
 
     model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="float32", device="cuda")
-    prompts = [tokenizer.encode(p, add_special_tokens=False) for p in ("start 74 add 29 mul 6", "start 15 add 27 mul 3")]
+    texts = ("start 74 add 29 mul 6", "start 15 add 27 mul 3")
+    prompts = [tokenizer.encode(p, add_special_tokens=False) for p in texts]
     cfg = DecodeConfig(gen_length=64, block_length=16, steps=32, use_cache=cache)
     ref = generate(model, family, prompts, cfg)
     for graphs in (False, True):

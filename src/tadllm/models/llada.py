@@ -339,8 +339,8 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
     ):
         """`kv_cache`: optional list per layer of (k_before, v_before, k_after, v_after), with
         `attention_mask` then covering [before ; input ; after] keys, or of (keys, values, start): the input's
-        keys/values are written into those at `start` and attention runs over all of them (no mask allowed). With `use_cache`, the output's
-        `kv_cache` holds this call's rotated (k, v) per layer.
+        keys/values are written into those at `start` and attention runs over all of them (no mask allowed).
+        With `use_cache`, the output's `kv_cache` holds this call's rotated (k, v) per layer.
         `logits_range=(a, b)`: compute the output head only for positions a..b-1 (decoding needs logits for
         one block, and the head over a 126k vocabulary is the largest matmul of a step)."""
         tr = self.model.transformer
