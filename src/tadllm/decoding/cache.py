@@ -104,9 +104,13 @@ class BlockKVCache:
         """What `window_logits` branches on, for the `live` rows, from arguments given for every row of the
         batch: (rows to refresh, smallest and largest window start, widest and narrowest window). One device
         tensor, so the decoding loop fetches it in the same host sync as its own numbers."""
-        width = win_end - win_start
+        return self._numbers(self.block != block, win_start, win_end - win_start, live)
+
+    def _numbers(self, need, win_start, width, live=None) -> torch.Tensor:
+        if live is None:
+            live = torch.ones_like(need)
         big = self.T + 1
-        return torch.stack([((self.block != block) & live).sum(), torch.where(live, win_start, big).min(),
+        return torch.stack([(need & live).sum(), torch.where(live, win_start, big).min(),
                             torch.where(live, win_start, -1).max(), torch.where(live, width, 0).max(),
                             torch.where(live, width, big).min()])
 
@@ -126,7 +130,7 @@ class BlockKVCache:
         need = self.block[rows] != block
         width = win_end - win_start
         if planned is None:
-            planned = torch.stack([need.sum(), win_start.min(), win_start.max(), width.max(), width.min()]).tolist()
+            planned = self._numbers(need, win_start, width).tolist()
         n_need, ws_min, ws_max, W, W_min = (int(v) for v in planned)
         # the head runs on the columns every refreshed row needs (one range: no host sync to narrow it)
         head = (self.P + ws_min, min(self.P + ws_max + W, self.T))

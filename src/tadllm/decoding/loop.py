@@ -159,20 +159,19 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
     all_rows = torch.arange(B, device=device)
     columns = torch.arange(L, device=device)
     rows, n_rows = all_rows, B  # the unfinished rows; looked up again only when their number changes
-    needs_block = cache is not None or config.policy in ("low_confidence", "random")
     while True:
         # One host sync per step: at batch 1 every sync idles the GPU while Python launches the next kernels.
         # So the step's numbers are computed for every row (finished rows have nothing masked and are left
         # out by `live`) and fetched together, before the rows of the forward are picked.
         live = ~done
         masked_all = x[:, P:] == family.mask_token_id
+        block_all = first_unfinished_block(masked_all, bl)  # the schedule, the cache and fixed-count policies
         if config.multi_block:
             active_all, forced_all, block_state = multi_block_regions(masked_all, bl, block_state,
                                                                       config.block_add_threshold,
-                                                                      config.decoded_token_threshold)
+                                                                      config.decoded_token_threshold, block_all)
         else:
-            active_all, forced_all = semi_ar_regions(masked_all, bl)
-        block_all = first_unfinished_block(masked_all, bl) if needs_block else None
+            active_all, forced_all = semi_ar_regions(masked_all, bl, block_all)
         # Only the columns some row may reveal need the vocabulary-sized softmax.
         used = active_all.any(0)
         numbers = [live.sum(), torch.where(used, columns, L).min(), torch.where(used, columns, -1).max() + 1]

@@ -43,21 +43,28 @@ def first_unfinished_block(masked: torch.Tensor, block_length: int) -> torch.Ten
     return torch.where(has_mask, idx, nb).min(-1).values
 
 
-def semi_ar_regions(masked: torch.Tensor, block_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(active, forced): both the masked positions of the first unfinished block."""
+def semi_ar_regions(masked: torch.Tensor, block_length: int,
+                    current: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(active, forced): both the masked positions of the first unfinished block (`current`, when the caller
+    has it already: `first_unfinished_block(masked, block_length)`)."""
     block_of = torch.arange(masked.shape[1], device=masked.device) // block_length
-    current = first_unfinished_block(masked, block_length)
+    if current is None:
+        current = first_unfinished_block(masked, block_length)
     active = masked & (block_of[None, :] == current[:, None])
     return active, active
 
 
 def multi_block_regions(masked: torch.Tensor, block_length: int, state: BlockState, add_threshold: float,
-                        activate_threshold: float) -> tuple[torch.Tensor, torch.Tensor, BlockState]:
-    """(active, forced, new_state) for pipelined decoding; `state` is updated out of place."""
+                        activate_threshold: float, current: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, BlockState]:
+    """(active, forced, new_state) for pipelined decoding; `state` is updated out of place. `current`: the
+    caller's `first_unfinished_block(masked, block_length)`, computed here when None."""
     B, L = masked.shape
     nb = L // block_length
     frac = decoded_fraction(masked, block_length)
-    current = first_unfinished_block(masked, block_length).clamp_max(nb - 1)
+    if current is None:
+        current = first_unfinished_block(masked, block_length)
+    current = current.clamp_max(nb - 1)
     opened = torch.maximum(state.opened, current + 1)
     last = (opened - 1).clamp_min(0)
     can_open = (frac.gather(1, last[:, None]).squeeze(1) >= add_threshold) & (opened < nb)
