@@ -43,6 +43,9 @@ def add_decoding_args(parser: argparse.ArgumentParser, **defaults) -> None:
     g.add_argument("--multi-block", action="store_true", help="pipelined multi-block decoding (d3LLM)")
     g.add_argument("--block-add-threshold", type=float, default=0.5)
     g.add_argument("--decoded-token-threshold", type=float, default=0.5)
+    g.add_argument("--multi-block-reveal", default="opened", choices=["opened", "activated"],
+                   help="which opened blocks reveal tokens: every opened block (the reference's rule) or only "
+                        "fully active ones (an earlier tadllm rule)")
     g.add_argument("--no-stop-at-eos", action="store_true", help="decode the whole length even after EOS")
     g.add_argument("--use-cache", default="none", choices=["none", "prefix", "dual"],
                    help="Fast-dLLM KV cache (native LLaDA only; docs/performance.md)")
@@ -55,7 +58,7 @@ def decoding_options(args) -> dict:
     return dict(gen_length=args.gen_length, block_length=args.block_length, policy=args.policy, steps=args.steps,
                 threshold=args.threshold, temperature=args.temperature, multi_block=args.multi_block,
                 block_add_threshold=args.block_add_threshold, decoded_token_threshold=args.decoded_token_threshold,
-                stop_at_eos=not args.no_stop_at_eos, seed=args.seed, use_cache=args.use_cache)
+                multi_block_reveal=args.multi_block_reveal, stop_at_eos=not args.no_stop_at_eos, seed=args.seed, use_cache=args.use_cache)
 
 
 def decode_config_from_args(args):

@@ -127,3 +127,44 @@ def test_loop_reads_the_device_once_per_step(fixture_model, monkeypatch, cache):
     assert steps >= 4
     assert steps <= reads.count <= steps + 3, (reads.count, steps)  # + the check that ends the loop and setup
     assert len(made) <= 6, len(made)  # setting up and returning the batch only, none per step
+
+
+# ------------------------------------------------------- multi-block decoding against the reference rules
+# The fixture's logits are near uniform (entropy ~5.7 nats): at entropy 0.5 nothing passes, so most steps
+# reveal the opened region's best token plus the first block's (two reveals); at 5.5 / confidence 0.02 most
+# tokens pass at once.
+REFERENCE_CASES = [("entropy", 2.0, 0.5, 0.5), ("entropy", 4.0, 0.25, 0.75), ("entropy", 0.5, 0.1, 0.95),
+                   ("entropy", 5.5, 0.5, 0.5), ("confidence", 0.05, 0.5, 0.5), ("confidence", 0.02, 0.1, 0.9)]
+
+
+@pytest.mark.parametrize("policy,threshold,add,activate", REFERENCE_CASES)
+def test_multi_block_matches_the_reference_token_for_token(fixture_model, policy, threshold, add, activate):
+    """The vectorised loop, batched with left padding, gives each prompt the tokens, reveal steps and NFE
+    of the literal reference decoder (tests/reference_multiblock.py)."""
+    from reference_multiblock import reference_multi_block
+
+    model, _, family = fixture_model
+    cfg = DecodeConfig(gen_length=32, block_length=8, policy=policy, threshold=threshold, multi_block=True,
+                       block_add_threshold=add, decoded_token_threshold=activate)
+    out = generate(model, family, PROMPTS, cfg)
+    for i, prompt in enumerate(PROMPTS):
+        tokens, reveal, nfe = reference_multi_block(model, prompt, family.mask_token_id, 32, 8, policy,
+                                                    threshold, add, activate)
+        assert out.tokens[i].tolist() == tokens
+        assert out.reveal_step[i].tolist() == reveal
+        assert int(out.nfe[i]) == nfe
+    assert out.nfe.float().mean() < 32  # the cases reveal several tokens per step somewhere
+
+
+def test_multi_block_reveals_in_later_blocks_before_the_first_is_done(fixture_model):
+    """With the reference rule, semi-activated blocks reveal tokens: some position of block 2 or later is
+    revealed while block 1 still has masks, and the run needs fewer forwards than revealing fully active
+    blocks only."""
+    model, _, family = fixture_model
+    cfg = DecodeConfig(gen_length=32, block_length=8, policy="entropy", threshold=2.0, multi_block=True,
+                       block_add_threshold=0.25, decoded_token_threshold=0.95)
+    opened = generate(model, family, PROMPTS, cfg)
+    activated = generate(model, family, PROMPTS, DecodeConfig(**{**cfg.to_dict(), "multi_block_reveal": "activated"}))
+    blocks = opened.reveal_step.view(4, 4, 8)
+    assert (blocks[:, 1:].min(-1).values.min(-1).values < blocks[:, 0].max(-1).values).any()
+    assert opened.nfe.sum() < activated.nfe.sum()

@@ -197,7 +197,8 @@ class BlockKVCache:
         if ws_min == ws_max and same_width and not self.padded:
             return self._cached_uniform(model, x, rows, ws_min, W)
         if self.mode == "prefix":  # queries: block start .. end of the sequence; keys: cached prefix
-            Lq, K = L - ws_min, P + ws_max
+            # at least W queries: a wider window of another row may start earlier (the extra ones are masked)
+            Lq, K = max(L - ws_min, W), P + ws_max
             q_end = torch.full_like(win_start, L)
         else:  # dual: queries: the window; keys: everything else from the cache
             Lq, K = W, T

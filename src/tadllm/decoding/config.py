@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 POLICIES = ("low_confidence", "random", "confidence", "entropy")
 FIXED_COUNT_POLICIES = ("low_confidence", "random")
 THRESHOLD_POLICIES = ("confidence", "entropy")
+MULTI_BLOCK_REVEAL = ("opened", "activated")
 
 
 @dataclass
@@ -18,8 +19,13 @@ class DecodeConfig:
       probability is above `threshold` (Fast-dLLM); `entropy` every token whose predictive entropy (nats)
       is below `threshold` (TAD / d3LLM). Every step reveals at least one token.
     - `block_length`: semi-autoregressive blocks (set equal to `gen_length` for a single block).
-    - `multi_block`: pipelined decoding (d3LLM): block j+1 opens once block j is `block_add_threshold`
-      decoded and starts revealing tokens once block j is `decoded_token_threshold` decoded.
+    - `multi_block`: pipelined decoding (d3LLM, the TAD release): a new block opens once the last opened
+      block is `block_add_threshold` decoded (or complete); a block is fully active once its predecessor is
+      `decoded_token_threshold` decoded. With `multi_block_reveal="opened"` (the reference's rule, default)
+      every opened block reveals the tokens that pass the threshold; a row where none passes reveals its
+      best token of the whole opened region, and the first block with masks, if it got no reveal, its best
+      token as well (up to two reveals). `multi_block_reveal="activated"` (an earlier tadllm rule) lets
+      only fully active blocks reveal, with the single fallback in the first block with masks.
     - `stop_at_eos`: finish a sample once a stop token is revealed and everything before it is revealed.
     - `use_cache`: `none` (exact; the release's setting), or Fast-dLLM style KV caching for native LLaDA
       models (`tadllm.decoding.cache`): `prefix` reuses the keys/values of the positions before the current
@@ -37,6 +43,7 @@ class DecodeConfig:
     multi_block: bool = False
     block_add_threshold: float = 0.5
     decoded_token_threshold: float = 0.5
+    multi_block_reveal: str = "opened"  # opened (reference) | activated
     stop_at_eos: bool = False
     seed: int = 0
     use_cache: str = "none"  # none | prefix | dual (native LLaDA only)
@@ -76,6 +83,9 @@ class DecodeConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.multi_block_reveal not in MULTI_BLOCK_REVEAL:
+            raise ValueError(f"multi_block_reveal must be one of {', '.join(MULTI_BLOCK_REVEAL)}, "
+                             f"got {self.multi_block_reveal!r}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.use_cache not in ("none", "prefix", "dual"):

@@ -149,6 +149,8 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
     current_block = torch.zeros(B, dtype=torch.long, device=device)
     block_state = BlockState.start(B, config.num_blocks, device)
     steps_per_block = (config.steps // config.num_blocks) if config.steps else None
+    # the reference's multi-block rule: a row with no passing token reveals its best one of the opened region
+    fallback_anywhere = config.multi_block and config.multi_block_reveal == "opened"
     generator = torch.Generator(device=device).manual_seed(seed)
     stop_ids = torch.as_tensor(family.stop_token_ids, dtype=torch.long, device=device)
     cache = None
@@ -169,7 +171,8 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
         if config.multi_block:
             active_all, forced_all, block_state = multi_block_regions(masked_all, bl, block_state,
                                                                       config.block_add_threshold,
-                                                                      config.decoded_token_threshold, block_all)
+                                                                      config.decoded_token_threshold, block_all,
+                                                                      config.multi_block_reveal)
         else:
             active_all, forced_all = semi_ar_regions(masked_all, bl, block_all)
         # Only the columns some row may reveal need the vocabulary-sized softmax.
@@ -222,9 +225,9 @@ def _generate_batch(model, family: ModelFamily, prompts, config: DecodeConfig, o
                 ent = scatter_window(ent, win_start, lo, hi, 0.0)
         act, frc = active[:, lo:hi], forced[:, lo:hi]
         if config.policy == "confidence":
-            chosen = policies.select_confidence(conf, act, frc, config.threshold)
+            chosen = policies.select_confidence(conf, act, frc, config.threshold, fallback_anywhere)
         elif config.policy == "entropy":
-            chosen = policies.select_entropy(ent, act, frc, config.threshold)
+            chosen = policies.select_entropy(ent, act, frc, config.threshold, fallback_anywhere)
         else:
             block = pick(block_all)
             new_block = block != current_block[sel]

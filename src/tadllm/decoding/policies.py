@@ -53,13 +53,31 @@ def force_one(selected: torch.Tensor, scores: torch.Tensor, forced: torch.Tensor
     return selected | extra
 
 
+def select_passing(passing: torch.Tensor, scores: torch.Tensor, active: torch.Tensor, forced: torch.Tensor,
+                   fallback_anywhere: bool = False) -> torch.Tensor:
+    """The positions of `passing` (active positions that pass a threshold), plus the reference's two progress
+    rules, best `scores` first:
+
+    - with `fallback_anywhere` (multi-block decoding as d3LLM and the TAD release define it): a row where no
+      position passes reveals its best position of the whole `active` region, which may lie in a later block;
+    - then, if the `forced` region (the first block that still has masks) got no reveal, its best position
+      is added too — so a multi-block step can reveal two tokens.
+
+    With one active block (`active` == `forced`) both rules are the same single fallback.
+    """
+    if fallback_anywhere:
+        passing = force_one(passing, scores, active)
+    return force_one(passing, scores, forced)
+
+
 def select_confidence(confidence: torch.Tensor, active: torch.Tensor, forced: torch.Tensor,
-                      threshold: float) -> torch.Tensor:
-    """Fast-dLLM: every active position with top-1 probability > threshold, at least one in `forced`."""
-    return force_one(active & (confidence > threshold), confidence, forced)
+                      threshold: float, fallback_anywhere: bool = False) -> torch.Tensor:
+    """Fast-dLLM: every active position with top-1 probability > threshold (`select_passing` for the rest)."""
+    return select_passing(active & (confidence > threshold), confidence, active, forced, fallback_anywhere)
 
 
 def select_entropy(entropy: torch.Tensor, active: torch.Tensor, forced: torch.Tensor,
-                   threshold: float) -> torch.Tensor:
-    """TAD / d3LLM: every active position with entropy < threshold, the lowest-entropy one if none."""
-    return force_one(active & (entropy < threshold), -entropy, forced)
+                   threshold: float, fallback_anywhere: bool = False) -> torch.Tensor:
+    """TAD / d3LLM: every active position with entropy < threshold, the lowest-entropy one(s) if none
+    (`select_passing`)."""
+    return select_passing(active & (entropy < threshold), -entropy, active, forced, fallback_anywhere)

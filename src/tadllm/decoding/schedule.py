@@ -2,9 +2,15 @@
 
 Semi-autoregressive decoding activates only the first block that still has masks. Multi-block
 (pipelined, d3LLM-style) decoding keeps per-row state: blocks open one at a time once the last opened
-block is `block_add_threshold` decoded, and an opened block starts revealing tokens (becomes fully active)
-once its predecessor is `decoded_token_threshold` decoded. In both, the forced region (at least one reveal)
-is the first block that still has masks. Everything is vectorised over rows.
+block is `block_add_threshold` decoded (or complete), and an opened block becomes fully active once its
+predecessor is `decoded_token_threshold` decoded. Which opened blocks may reveal tokens (`reveal`):
+
+- `opened` (the reference's rule: d3LLM and the TAD release): every opened block, semi-activated ones
+  included;
+- `activated` (an earlier tadllm rule, kept as an option): only fully active blocks.
+
+In both schedules the forced region (at least one reveal) is the first block that still has masks, which
+is always fully active. Everything is vectorised over rows.
 """
 
 from __future__ import annotations
@@ -55,10 +61,11 @@ def semi_ar_regions(masked: torch.Tensor, block_length: int,
 
 
 def multi_block_regions(masked: torch.Tensor, block_length: int, state: BlockState, add_threshold: float,
-                        activate_threshold: float, current: torch.Tensor | None = None
+                        activate_threshold: float, current: torch.Tensor | None = None, reveal: str = "opened"
                         ) -> tuple[torch.Tensor, torch.Tensor, BlockState]:
     """(active, forced, new_state) for pipelined decoding; `state` is updated out of place. `current`: the
-    caller's `first_unfinished_block(masked, block_length)`, computed here when None."""
+    caller's `first_unfinished_block(masked, block_length)`, computed here when None. `reveal`: `opened`
+    (every opened block is active) or `activated` (fully active blocks only)."""
     B, L = masked.shape
     nb = L // block_length
     frac = decoded_fraction(masked, block_length)
@@ -75,6 +82,6 @@ def multi_block_regions(masked: torch.Tensor, block_length: int, state: BlockSta
                          frac[:, :-1] >= activate_threshold], dim=1)
     full = state.full | (is_open & prev_ok)
     block_of = torch.arange(L, device=masked.device) // block_length
-    active = masked & full[:, block_of]
+    active = masked & (is_open if reveal == "opened" else full)[:, block_of]
     forced = masked & (block_of[None, :] == current[:, None])
     return active, forced, BlockState(opened, full)

@@ -106,7 +106,7 @@ class TadLLMGenerator:
     ``model_args`` (all optional but ``pretrained``, strings accepted as lm-eval passes them):
     ``pretrained``, ``policy`` (default ``entropy``), ``threshold`` (0.5), ``gen_length`` (256),
     ``block_length`` (32), ``steps``, ``temperature`` (0), ``multi_block`` (False), ``block_add_threshold``
-    (0.5), ``decoded_token_threshold`` (0.5), ``stop_at_eos`` (True), ``seed`` (0), ``batch_size`` (1),
+    (0.5), ``decoded_token_threshold`` (0.5), ``multi_block_reveal`` (``opened``), ``stop_at_eos`` (True), ``seed`` (0), ``batch_size`` (1),
     ``dtype`` (bf16 on CUDA, fp32 on CPU), ``device``, ``trust_remote_code``, ``mask_token_id``,
     ``tokenizer`` (a tokenizer folder when the checkpoint has none), ``add_bos_token`` (False),
     ``progress`` (True). Programmatic use may pass ``model=``, ``tokenizer=``, ``family=`` objects
@@ -115,7 +115,8 @@ class TadLLMGenerator:
 
     def __init__(self, pretrained: str | None = None, policy: str = "entropy", threshold=0.5,
                  gen_length=256, block_length=32, steps=None, temperature=0.0, multi_block=False,
-                 block_add_threshold=0.5, decoded_token_threshold=0.5, stop_at_eos=True, seed=0,
+                 block_add_threshold=0.5, decoded_token_threshold=0.5, multi_block_reveal="opened",
+                 stop_at_eos=True, seed=0,
                  batch_size=1, max_batch_size=None, device=None, dtype=None, trust_remote_code=False,
                  mask_token_id=None, tokenizer=None, add_bos_token=False, progress=True,
                  model=None, family=None, **unused):
@@ -131,7 +132,8 @@ class TadLLMGenerator:
             gen_length=int(gen_length), block_length=int(block_length), policy=str(policy),
             steps=_opt(steps, int), threshold=_opt(threshold, float), temperature=float(temperature),
             multi_block=_as_bool(multi_block), block_add_threshold=float(block_add_threshold),
-            decoded_token_threshold=float(decoded_token_threshold), stop_at_eos=_as_bool(stop_at_eos),
+            decoded_token_threshold=float(decoded_token_threshold), multi_block_reveal=str(multi_block_reveal),
+            stop_at_eos=_as_bool(stop_at_eos),
             seed=int(seed))
         self.batch_size = _batch_size(batch_size)
         self.add_bos_token = _as_bool(add_bos_token)
