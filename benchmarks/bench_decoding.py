@@ -22,6 +22,10 @@ For each batch size and mode:
 - `roofline x` (cached modes, on a known GPU): the ratio to no cache that the same steps would give if every
   forward ran exactly at the roofline (max of weight-read time and matmul time at peak bf16 FLOP/s), an
   estimate of how far a cache can go at this batch and prompt length (`roofline_speedup`).
+`--schedule multi_block` decodes with the entropy policy (`--threshold`, default 0.5) and multi-block pipelining
+instead (`--reveal opened`: the reference's rule; `activated`: the earlier tadllm rule — also what an older
+checkout's loop does when this script runs against its src/, for a before/after of the same rule): its TPF
+depends on the logits, so compare its `step ms` (the cost of one step) across checkouts and modes.
 `--prompt-length` takes several lengths (one row per length; ratios are within a length).
 `--compile` wraps the model in torch.compile (dynamic=False) first; the compile time is reported
 separately (prefix cache changes shapes at every block, so it recompiles; use it with --modes none dual).
@@ -30,6 +34,7 @@ separately (prefix cache changes shapes at every block, so it recompiles; use it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -122,6 +127,28 @@ def make_prompts(batch: int, length: int, vocab: int, mask_id: int, seed: int) -
     return ids.tolist()
 
 
+def decode_config(args, mode: str, steps: int) -> DecodeConfig:
+    """The configuration of a row: fixed-count semi-AR decoding (equal TPF in every mode), or multi-block entropy
+    decoding. `multi_block_reveal` is passed only when this checkout's DecodeConfig has it (an older checkout's
+    multi-block loop is the `activated` rule)."""
+    L, bl = args.gen_length, args.block_length
+    if args.schedule == "semi_ar":
+        return DecodeConfig(gen_length=L, block_length=bl, policy="low_confidence", steps=steps, temperature=0.0,
+                            stop_at_eos=False, use_cache=mode)
+    extra = {}
+    if "multi_block_reveal" in {f.name for f in dataclasses.fields(DecodeConfig)}:
+        extra["multi_block_reveal"] = args.reveal
+    elif args.reveal != "activated":
+        raise SystemExit("this checkout's multi-block loop has only the `activated` rule: use --reveal activated")
+    return DecodeConfig(gen_length=L, block_length=bl, policy="entropy", threshold=args.threshold, temperature=0.0,
+                        multi_block=True, block_add_threshold=0.5, decoded_token_threshold=0.5, stop_at_eos=False,
+                        use_cache=mode, **extra)
+
+
+def schedule_label(args) -> str:
+    return "semi_ar" if args.schedule == "semi_ar" else f"multi_block:{args.reveal}@{args.threshold:g}"
+
+
 def run(args, save=None) -> dict:
     """All configurations; `save(partial_result)` is called after each one (a time limit keeps what ran)."""
     device = pick_device(args.device, args.small)
@@ -169,8 +196,7 @@ def run(args, save=None) -> dict:
             model.reset()  # free the graphs' memory
             model = eager_model
         prompts = make_prompts(batch, prompt_len, cfg_kwargs["vocab_size"], family.mask_token_id, batch)
-        cfg = DecodeConfig(gen_length=L, block_length=bl, policy="low_confidence", steps=steps,
-                           temperature=0.0, stop_at_eos=False, use_cache=mode)
+        cfg = decode_config(args, mode, steps)
         # warm-up (allocator, kernels; compile on the first call)
         sync(device)
         w0 = time.perf_counter()
@@ -207,7 +233,7 @@ def run(args, save=None) -> dict:
             baselines[(batch, prompt_len, variant)] = ref = (tps, out.tokens)
         eager_none = baselines.get((batch, prompt_len, "eager"))
         row = {
-            "batch": batch, "variant": variant, "mode": mode, "gen_length": L, "block_length": bl, "steps": steps,
+            "batch": batch, "variant": variant, "mode": mode, "schedule": schedule_label(args), "gen_length": L, "block_length": bl, "steps": steps,
             "prompt_length": prompt_len, "nfe": nfe, "tpf": L / nfe,
             "wall_s": wall, "wall_all_s": walls, "warmup_s": warm_s, "tok/s": tps,
             "x none": None if ref is None else tps / ref[0],
@@ -228,7 +254,8 @@ def run(args, save=None) -> dict:
         results.append(row)
         if save is not None:
             save(snapshot())
-        print(f"batch {batch:3d} prompt {prompt_len:5d} {variant:14s} {mode:6s}: {tps:9.1f} tok/s  TPF {L / nfe:.2f}  "
+        print(f"batch {batch:3d} prompt {prompt_len:5d} {variant:14s} {mode:6s} {row['schedule']}: {tps:9.1f} tok/s  "
+              f"TPF {L / nfe:.2f}  "
               f"step {step_ms:7.2f} ms "
               f"(forward {fwd_ms:7.2f} ms, loop {step_ms - fwd_ms:6.2f} ms)  warm-up {warm_s:.1f}s", flush=True)
     return snapshot()
@@ -257,6 +284,12 @@ def main(argv=None) -> int:
                    "torch.compile(dynamic=True), side by side (the compile time is in the warm-up column)")
     p.add_argument("--unfused", action="store_true",
                    help="keep separate q/k/v and ff/up matmuls (default: fused, LLaDAModelLM.fuse_projections)")
+    p.add_argument("--schedule", choices=["semi_ar", "multi_block"], default="semi_ar",
+                   help="semi_ar: low_confidence with a fixed count (equal TPF in every mode); multi_block: entropy "
+                   "threshold with multi-block pipelining")
+    p.add_argument("--threshold", type=float, default=0.5, help="entropy threshold of --schedule multi_block")
+    p.add_argument("--reveal", choices=["opened", "activated"], default="opened",
+                   help="multi-block reveal rule (opened: the reference's; activated: the earlier tadllm rule)")
     p.add_argument("--name", default=None, help="JSON file name (default decoding[_compile][_small].json)")
     args = p.parse_args(argv)
     small_defaults = dict(batch_sizes=[1, 4], gen_length=32, block_length=8, prompt_length=[16])
@@ -273,7 +306,7 @@ def main(argv=None) -> int:
     name = args.name or "decoding" + ("_compile" if args.compile else "") + ("_small" if args.small else "") + ".json"
     result = run(args, save=lambda partial: write_json(args.out, name, partial))
     path = write_json(args.out, name, result)
-    cols = ["batch", "prompt", "variant", "mode", "tpf", "tok/s", "x none", "x eager none", "step ms", "fwd ms", "loop ms",
+    cols = ["batch", "prompt", "variant", "mode", "schedule", "tpf", "tok/s", "x none", "x eager none", "step ms", "fwd ms", "loop ms",
             "match"]
     for col in ("roof%", "roofline x"):
         if any(col in r for r in result["results"]):
@@ -283,7 +316,8 @@ def main(argv=None) -> int:
     model = result["model"]
     title = (f"decoding: {model['parameters'] / 1e9:.2f}B-param random LLaDA, {model['dtype']}, "
              f"{result['device'].get('gpu', result['device']['device'])}, gen {args.gen_length}, "
-             f"block {args.block_length}, steps {args.steps or args.gen_length // 2}"
+             f"block {args.block_length}, "
+             + (f"steps {args.steps or args.gen_length // 2}" if args.schedule == "semi_ar" else schedule_label(args))
              + (f", torch.compile ({args.compile_mode}; first call {result['compile_warmup_s']:.1f}s)"
                 if args.compile else "") + f"  -> {path}")
     print(table(result["results"], cols, title))

@@ -43,10 +43,12 @@ def test_bundled_teacher_decodes_on_cuda_in_bf16(cache):
     assert texts[0].startswith("74+29=103;103*6=618;") and texts[1].startswith("5+7=12;12*3=36;")
 
 
+@pytest.mark.parametrize("multi_block", [False, True])
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
-def test_cuda_graphs_decode_the_same_tokens(cache):
+def test_cuda_graphs_decode_the_same_tokens(cache, multi_block):
     """Captured and replayed forwards (tadllm.decoding.graphs) give the eager tokens, on the first call (capture)
-    and on a second call (pure replay), for rows of equal and of different prompt lengths."""
+    and on a second call (pure replay), for rows of equal and of different prompt lengths; semi-AR with a
+    fixed count and multi-block entropy decoding (the reference's rule)."""
     from tadllm.decoding import DecodeConfig, generate
     from tadllm.decoding.graphs import CUDAGraphModel
     from tadllm.models import load_model
@@ -54,6 +56,9 @@ def test_cuda_graphs_decode_the_same_tokens(cache):
 
     model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="float32", device="cuda")
     cfg = DecodeConfig(gen_length=64, block_length=16, steps=32, use_cache=cache)
+    if multi_block:
+        cfg = DecodeConfig(gen_length=64, block_length=16, policy="entropy", threshold=0.3, multi_block=True,
+                           block_add_threshold=0.25, use_cache=cache)
     for texts in (["start 74 add 29 mul 6", "start 15 add 27 mul 3"], ["start 74 add 29 mul 6", "start 5 mul 7"]):
         prompts = [tokenizer.encode(p, add_special_tokens=False) for p in texts]
         ref = generate(model, family, prompts, cfg)
@@ -83,8 +88,9 @@ def test_graphs_of_the_compiled_model_decode_the_chains(cache):
     assert wrapped.num_graphs > 0 and wrapped.eager_calls == 0
 
 
+@pytest.mark.parametrize("multi_block", [False, True])
 @pytest.mark.parametrize("cache", ["none", "dual"])
-def test_decoding_loop_waits_for_the_device_once_per_step(cache):
+def test_decoding_loop_waits_for_the_device_once_per_step(cache, multi_block):
     """At batch 1 every host sync idles the GPU while Python launches the next kernels; the loop fetches each
     step's numbers in one sync (CUDA's sync debug mode reports every synchronising call). Two decodes of the
     same prompt that take different numbers of steps: the extra steps cost one sync each (setting up and
@@ -99,8 +105,8 @@ def test_decoding_loop_waits_for_the_device_once_per_step(cache):
     prompts = [tokenizer.encode("start 74 add 29 mul 6", add_special_tokens=False)]
 
     def syncs_and_steps(threshold):
-        cfg = DecodeConfig(gen_length=64, block_length=32, policy="confidence", threshold=threshold,
-                           stop_at_eos=True, use_cache=cache)
+        cfg = DecodeConfig(gen_length=64, block_length=32 if not multi_block else 16, policy="confidence",
+                           threshold=threshold, stop_at_eos=True, use_cache=cache, multi_block=multi_block)
         generate(model, family, prompts, cfg)  # warm-up: first-call allocations
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
