@@ -13,9 +13,10 @@ fraction of equal tokens); only speed is measured here.
 For each batch size and mode:
 - `tok/s`: generated positions per second (batch x gen_length / wall time, median of `--repeat` runs);
 - `x none`: tok/s relative to no cache at the same batch size;
-- `fwd ms`: mean time of one model forward inside the loop (measured in a separate run that synchronises the
+- `fwd ms`: model-forward time per step inside the loop (measured in a separate run that synchronises the
   device before and after each forward, so it is the forward alone on the loop's exact inputs), split into
-  refresh (full) and cached forwards in the JSON;
+  refresh (full) and cached forwards in the JSON; a cached step whose rows are at different blocks runs a
+  refresh call and a cached call (`calls per step` in the JSON);
 - `loop ms`: the rest of a step (policy, bookkeeping, host syncs) = wall per step - forward per step;
 - `roof%` (batch 1): weight bytes per forward / forward time / peak HBM bandwidth (3.0e12 B/s for H100,
   4.8e12 for H200, from torch.cuda.get_device_name), i.e. the fraction of the memory-bandwidth roofline;
@@ -225,7 +226,9 @@ def run(args, save=None) -> dict:
                 widths = sorted({r[3] for r in recs if r[0] == kind})
                 by_kind[kind] = {"count": len(ts), "mean_ms": 1e3 * sum(ts) / len(ts),
                                  "query_lengths": widths}
-        fwd_ms = 1e3 * fwd_total / len(recs)
+        # per step, not per call: rows at different blocks can split a cached step into a refresh call and a
+        # cached call
+        fwd_ms = 1e3 * fwd_total / nfe
         step_ms = 1e3 * wall / nfe
         tps = batch * L / wall
         ref = baselines.get((batch, prompt_len, variant))
@@ -239,7 +242,7 @@ def run(args, save=None) -> dict:
             "x none": None if ref is None else tps / ref[0],
             "x eager none": None if eager_none is None else tps / eager_none[0],
             "step ms": step_ms, "fwd ms": fwd_ms, "loop ms": step_ms - fwd_ms,
-            "fwd share": fwd_ms / step_ms, "forwards": by_kind,
+            "fwd share": fwd_ms / step_ms, "forwards": by_kind, "calls per step": len(recs) / nfe,
             "match": None if ref is None else float((out.tokens == ref[1]).float().mean()),
             "graphs": model.num_graphs if variant != "eager" else None,
         }
