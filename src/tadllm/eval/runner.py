@@ -529,8 +529,8 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
                                 "TPF (tokens per forward pass), throughput; writes results.json + results.md.")
     p.add_argument("--model", required=True, help="checkpoint folder or hub name")
     p.add_argument("--task", required=True, help="task name (gsm8k, math, humaneval, mbpp, kodcode, arith)")
-    p.add_argument("--data", default=None, help="local .jsonl/.json/.parquet file or datasets hub name "
-                   "(default: the task's own source)")
+    p.add_argument("--data", default=None, help="local .jsonl/.json/.parquet (or .jsonl.gz/.json.gz) file or "
+                   "datasets hub name (default: the task's own source)")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
     p.add_argument("--out", default=None, help="output folder (default: eval_results/TASK/MODEL/METHOD)")
