@@ -94,8 +94,8 @@ def _iter_jsonl(path: Path) -> Iterator[Row]:
                     raise ValueError(f"{path}, line {lineno}: invalid JSON ({e.msg})") from e
                 yield f"{path}, line {lineno}", index, row
                 index += 1
-    except (OSError, EOFError) as e:  # a corrupt or truncated .gz (gzip.BadGzipFile is an OSError)
-        raise ValueError(f"{path}: cannot decompress after line {lineno} ({e})") from e
+    except (OSError, EOFError) as e:  # e.g. a corrupt or truncated .gz (gzip.BadGzipFile is an OSError)
+        raise ValueError(f"{path}: cannot read it after line {lineno} ({e})") from e
 
 
 def _iter_json(path: Path) -> Iterator[Row]:
@@ -103,7 +103,7 @@ def _iter_json(path: Path) -> Iterator[Row]:
         with _open_text(path) as f:
             text = f.read()
     except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: cannot decompress ({e})") from e
+        raise ValueError(f"{path}: cannot read it ({e})") from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
