@@ -110,17 +110,19 @@ def main_generate(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tad generate", description="Decode a prompt with a masked-diffusion LM.")
     add_model_args(parser)
     parser.add_argument("--prompt", required=True, help="user message (the chat template is applied if any)")
-    parser.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    parser.add_argument("--raw", action="store_true",
+                        help="do not apply the chat template: the prompt is encoded as given, with the tokenizer's "
+                             "own special tokens (e.g. BOS) added, as for a tokenizer without a template")
     parser.add_argument("--show", action="store_true", help="render the decoding live, step by step")
     add_decoding_args(parser, gen_length=128)
     args = parser.parse_args(argv)
     from .decoding import generate
+    from .models import encode_prompt
 
     model, tokenizer, family = load_from_args(args)
     if tokenizer is None:
         parser.error(f"{args.model} has no tokenizer files; tad generate needs one to encode the prompt")
-    text = args.prompt if args.raw else family.format_prompt(tokenizer, args.prompt)
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    ids = encode_prompt(tokenizer, family, args.prompt, chat=not args.raw)  # the ids tad eval would decode
     config = decode_config_from_args(args)
     show = LiveView(tokenizer, family.mask_token_id) if args.show else None
     out = generate(model, family, [ids], config, on_step=show)

@@ -207,7 +207,7 @@ def test_evaluate_returns_a_valid_run(loaded, task_examples, ckpt):
 def test_evaluate_text_is_cut_at_first_stop_token(loaded, task_examples):
     """Output text = decode(tokens before the first stop token, special tokens skipped)."""
     from tadllm.decoding import generate
-    from tadllm.eval.runner import encode_prompt
+    from tadllm.models import encode_prompt
 
     model, tok, family = loaded
     task, examples = task_examples

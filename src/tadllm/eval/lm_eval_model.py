@@ -219,6 +219,9 @@ class TadLLMGenerator:
         kwargs = [dict(p[1]) if len(p) > 1 and p[1] else {} for p in pairs]
         for kw in kwargs:
             self._check_gen_kwargs(kw)
+        # Not tadllm.models.encode_prompt: lm-eval has formatted each context itself (its own chat template
+        # step and few-shot text), and whether BOS is added is lm-eval's `add_bos_token` switch (as for its
+        # HF backend), not whether tadllm applied a template.
         prompts = [list(self.tokenizer.encode(c, add_special_tokens=self.add_bos_token)) for c in contexts]
         bar = tqdm(total=len(prompts), desc="tadllm generate_until", unit="req",
                    disable=disable_tqdm or not self.progress, file=sys.stderr)

@@ -12,10 +12,10 @@
 - ``main_eval`` / ``main_report`` / ``main_aup`` are the ``tad eval`` / ``tad report`` / ``tad aup``
   command lines.
 
-Prompts: ``task.user_prompt(ex)`` -> ``family.format_prompt(tokenizer, text)`` (the chat template when the
-tokenizer has one) -> ``tokenizer.encode``. With a chat template nothing is added beyond the template
-(``add_special_tokens=False``: the template already holds BOS); without one the text is encoded as the
-tokenizer does by default. Outputs are decoded up to the first stop token (EOS / end-of-turn), skipping
+Prompts: ``tadllm.models.encode_prompt(tokenizer, family, task.user_prompt(ex), system_prompt)``, the
+encoding trajectory generation and ``tad generate`` use too: the chat template when the tokenizer has one
+(nothing added beyond it: the template already holds BOS), else the text with the tokenizer's own special
+tokens. Outputs are decoded up to the first stop token (EOS / end-of-turn), skipping
 special tokens; ``num_tokens`` counts the same tokens (the TPF numerator).
 """
 
@@ -40,6 +40,7 @@ import torch
 
 from tadllm.decoding.config import FIXED_COUNT_POLICIES, THRESHOLD_POLICIES, DecodeConfig
 from tadllm.eval.metrics import aggregate, merge_records
+from tadllm.models.family import encode_prompt  # the prompt encoding of trajectory generation too
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -47,7 +48,6 @@ RESULTS_MD = "results.md"
 __all__ = [
     "DistContext",
     "dist_context",
-    "encode_prompt",
     "decode_output",
     "evaluate",
     "parse_sweep",
@@ -131,16 +131,6 @@ def dist_context() -> DistContext:
 
 
 # ----------------------------------------------------------------------------------- prompts / outputs
-
-
-def encode_prompt(tokenizer, family, text: str, system: str | None = None) -> list[int]:
-    """Token ids of one user prompt: chat template (if any) then ``encode``; no extra special tokens
-    beyond the template."""
-    if tokenizer is None:
-        raise ValueError("evaluation needs a tokenizer; this checkpoint has none (CLI: pass --tokenizer PATH)")
-    formatted = family.format_prompt(tokenizer, text, system)
-    has_template = bool(getattr(tokenizer, "chat_template", None))
-    return list(tokenizer.encode(formatted, add_special_tokens=not has_template))
 
 
 def decode_output(tokenizer, tokens, num_tokens: int) -> str:
@@ -539,8 +529,8 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
                                 "TPF (tokens per forward pass), throughput; writes results.json + results.md.")
     p.add_argument("--model", required=True, help="checkpoint folder or hub name")
     p.add_argument("--task", required=True, help="task name (gsm8k, math, humaneval, mbpp, kodcode, arith)")
-    p.add_argument("--data", default=None, help="local .jsonl/.json/.parquet file or datasets hub name "
-                   "(default: the task's own source)")
+    p.add_argument("--data", default=None, help="local .jsonl/.json/.parquet (or .jsonl.gz/.json.gz) file or "
+                   "datasets hub name (default: the task's own source)")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
     p.add_argument("--out", default=None, help="output folder (default: eval_results/TASK/MODEL/METHOD)")

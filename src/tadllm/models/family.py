@@ -3,7 +3,8 @@
 A `ModelFamily` carries the special ids (read from the checkpoint's config and tokenizer, never written
 as literals), whether logits are shifted by one position (Dream and other models initialised from an
 autoregressive LM predict token i from hidden state i-1), how prompts are formatted, and the default LoRA
-targets (every linear layer of the family).
+targets (every linear layer of the family). `encode_prompt` is the one prompt encoding shared by trajectory
+generation (training data), evaluation and `tad generate`, so that all of them see the same ids.
 """
 
 from __future__ import annotations
@@ -52,6 +53,25 @@ class ModelFamily:
             {"role": "user", "content": user_text}
         ]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode_prompt(tokenizer, family: ModelFamily, text: str, system: str | None = None,
+                  chat: bool = True) -> list[int]:
+    """Token ids of one prompt: `text` as a user turn (after an optional system turn) through the family's
+    prompt format, i.e. the tokenizer's chat template when it has one.
+
+    The tokenizer adds its special tokens (e.g. BOS) exactly when no chat template was applied: a template
+    already writes the ones the model wants, adding them again would double BOS. `chat=False` takes `text`
+    as is (`tad generate --raw`) and so is encoded like a prompt of a tokenizer without a template.
+    """
+    if tokenizer is None:
+        raise ValueError("encoding a prompt needs the model's tokenizer, and this checkpoint has none (no "
+                         "tokenizer files in its folder); copy them there or pass a tokenizer")
+    if not chat and system is not None:
+        raise ValueError("a system prompt needs the chat format (chat=True)")
+    templated = chat and bool(getattr(tokenizer, "chat_template", None))
+    formatted = family.format_prompt(tokenizer, text, system) if chat else text
+    return list(tokenizer.encode(formatted, add_special_tokens=not templated))
 
 
 def aligned_logits(logits: torch.Tensor, family: ModelFamily) -> torch.Tensor:

@@ -56,9 +56,12 @@ class Task:
     # ----------------------------------------------------------------------------------------- data
     def load(self, source: str | os.PathLike | None = None, split: str = "test",
              limit: int | None = None) -> list[Example]:
-        """Examples from a local .jsonl/.json/.parquet file (or a directory holding `{split}` files),
-        or from a `datasets` hub name (`"name"` or `"name:config"`); `None` means the task's hub default.
+        """Examples from a local .jsonl/.json/.parquet file (.jsonl.gz/.json.gz too; or a directory
+        holding `{split}` files), or from a `datasets` hub name (`"name"` or `"name:config"`); `None` means
+        the task's default: `default_source(split)` when it names a local file, else the hub default.
         A malformed row raises ValueError naming the file and line (row)."""
+        if source is None:
+            source = self.default_source(split)
         out: list[Example] = []
         for where, index, row in data.iter_rows(source, split, self.hub_name, self.hub_configs):
             if limit is not None and len(out) >= limit:
@@ -75,6 +78,10 @@ class Task:
             raise ValueError(f"{where}: missing field {e.args[0]!r} for task {self.name!r}") from e
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}: {e}") from e
+
+    def default_source(self, split: str) -> str | os.PathLike | None:
+        """A local copy of the task's data that `load()` reads when given no source (None: the hub)."""
+        return None
 
     def to_example(self, row: dict, index: int, split: str) -> Example:
         """Map one dataset row (native field names) to an Example; raise KeyError/ValueError if malformed."""

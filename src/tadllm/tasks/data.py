@@ -1,4 +1,5 @@
-"""Reading dataset rows for the tasks: local .jsonl / .json / .parquet files, or a `datasets` hub name.
+"""Reading dataset rows for the tasks: local .jsonl / .json / .parquet files (JSON also gzipped:
+.jsonl.gz / .json.gz), or a `datasets` hub name.
 
 Every row comes with a location string (`"path, line 7"`, `"path, row 3"`, `"hub name, row 3"`) so that a
 task can name the exact place of a malformed row in its error. `pyarrow` and `datasets` are imported
@@ -7,6 +8,7 @@ only when a parquet file or a hub name is actually read.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any, Iterator, Sequence
 
 __all__ = ["LOCAL_SUFFIXES", "iter_rows", "iter_file", "iter_hub", "looks_local"]
 
-LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".jsonl.gz", ".json.gz")
 
 Row = tuple[str, int, Any]  # (location, 0-based index, row)
 
@@ -52,7 +54,7 @@ def _split_files(directory: Path, split: str) -> list[Path]:
     files = sorted(p for p in directory.iterdir()
                    if p.name.startswith(split) and p.name.lower().endswith(LOCAL_SUFFIXES))
     if not files:
-        raise FileNotFoundError(f"no {split}*.jsonl / .json / .parquet file in {directory}")
+        raise FileNotFoundError(f"no {split}*.jsonl / .json / .parquet (or .jsonl.gz / .json.gz) file in {directory}")
     return files
 
 
@@ -61,33 +63,47 @@ def iter_file(path: str | os.PathLike) -> Iterator[Row]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
         yield from _iter_jsonl(path)
-    elif suffix == ".json":
+    elif name.endswith((".json", ".json.gz")):
         yield from _iter_json(path)
-    elif suffix == ".parquet":
+    elif name.endswith(".parquet"):
         yield from _iter_parquet(path)
     else:
-        raise ValueError(f"{path}: unsupported file type (use .jsonl, .json or .parquet)")
+        raise ValueError(f"{path}: unsupported file type (use .jsonl, .json or .parquet; JSON may be gzipped)")
+
+
+def _open_text(path: Path):
+    """The file as UTF-8 text, decompressed on the fly when its name ends in .gz."""
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
 
 
 def _iter_jsonl(path: Path) -> Iterator[Row]:
-    index = 0
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {lineno}: invalid JSON ({e.msg})") from e
-            yield f"{path}, line {lineno}", index, row
-            index += 1
+    index = lineno = 0
+    try:
+        with _open_text(path) as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}, line {lineno}: invalid JSON ({e.msg})") from e
+                yield f"{path}, line {lineno}", index, row
+                index += 1
+    except (OSError, EOFError) as e:  # e.g. a corrupt or truncated .gz (gzip.BadGzipFile is an OSError)
+        raise ValueError(f"{path}: cannot read it after line {lineno} ({e})") from e
 
 
 def _iter_json(path: Path) -> Iterator[Row]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        with _open_text(path) as f:
+            text = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read it ({e})") from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default=None, help="cuda | cpu | cuda:N (default: this process's accelerator)")
     g = p.add_argument_group("data")
     g.add_argument("--task", required=True, help="task name (gsm8k, math, humaneval, mbpp, kodcode, arith)")
-    g.add_argument("--data", default=None, help="local .jsonl/.json/.parquet file or datasets hub name "
-                                                "(default: the task's own source)")
+    g.add_argument("--data", default=None, help="local .jsonl/.json/.parquet (or .jsonl.gz/.json.gz) file or "
+                                                "datasets hub name (default: the task's own source)")
     g.add_argument("--split", default="train")
     g.add_argument("--limit", type=int, default=None, help="use only the first N problems")
     g.add_argument("--template", default=None,

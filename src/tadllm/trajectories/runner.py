@@ -24,6 +24,7 @@ from typing import Sequence
 
 from tadllm.decoding import DecodeConfig
 from tadllm.decoding import generate as decode_generate
+from tadllm.models.family import encode_prompt  # the prompt encoding of evaluation too
 
 from . import storage
 
@@ -41,16 +42,13 @@ def default_trajectory_decode_config(**overrides) -> DecodeConfig:
     return DecodeConfig(**cfg)
 
 
-def encode_prompt(tokenizer, family, text: str) -> list[int]:
-    """`text` as one user turn through the family's prompt format (chat template if any), tokenized
-    without adding special tokens (the chat template already carries BOS where the model wants one)."""
+def _require_tokenizer(tokenizer) -> None:
     if tokenizer is None:
         raise ValueError(
             "trajectory generation needs the model's tokenizer (to build prompts and decode responses), but "
             "the checkpoint was loaded without one (no tokenizer files in its folder). Copy the tokenizer "
             "files (tokenizer.json, tokenizer_config.json, ...) into the checkpoint folder."
         )
-    return list(tokenizer(family.format_prompt(tokenizer, text), add_special_tokens=False)["input_ids"])
 
 
 def decode_seed(seed: int, rank: int, chunk: int, sample_idx: int) -> int:
@@ -131,8 +129,7 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
     is `summary.json`; otherwise it is this rank's `summary-r{rank}.json` (the merged `summary.json` is
     written by whichever rank finishes last, or by `summarize(out_dir)`).
     """
-    if tokenizer is None:
-        encode_prompt(None, family, "")  # raises the explanatory error
+    _require_tokenizer(tokenizer)
     if keep not in KEEP_MODES:
         raise ValueError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
     if samples_per_problem < 1 or batch_size < 1 or chunk_size < 1:
