@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Diagnostic for the testbed investigation: does TAD beat CE-only when the teacher is far from converged (as
-# in the prototype of ../shared/reference/testbed-feasibility.md, whose teacher scored 23 %)? Trains a short
+# in the prototype of docs/testbed-task.md, "The prototype that sized the testbed", whose teacher scored 23 %)? Trains a short
 # teacher with the bundled recipe (configs/testbed-pretrain.yaml, STEPS steps with a complete cosine schedule,
 # fewer training problems), then runs the same experiment as benchmarks/testbed_experiment.sh on it.
 # One GPU, one call of under 10 minutes:  OUT=folder [STEPS=3000] bash benchmarks/testbed_weak_teacher_experiment.sh

@@ -1,23 +1,19 @@
 """Shared fixtures: the reference LLaDA fixture folder and tiny random LLaDA checkpoints."""
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from tadtest import tiny_llada_config
+from tadtest import FIXTURES, require_fixture, tiny_llada_config
 
-REPO = Path(__file__).resolve().parents[1]
-# ../shared beside the checkout; TADLLM_SHARED points elsewhere (e.g. a copy carried to the GPU machine)
-SHARED = Path(os.environ.get("TADLLM_SHARED", REPO.parent / "shared"))
-LLADA_FIXTURE = SHARED / "fixtures" / "llada-tiny"
+LLADA_FIXTURE = FIXTURES / "llada-tiny"  # vendored in the repository: see tests/fixtures/README.md
 
 
 @pytest.fixture(scope="session")
-def llada_fixture_dir():
-    if not (LLADA_FIXTURE / "config.json").exists():
-        pytest.skip(f"shared fixture missing at {LLADA_FIXTURE}")
+def llada_fixture_dir() -> Path:
+    for name in ("config.json", "model.safetensors", "reference_logits.safetensors", "state_dict_shapes.json"):
+        require_fixture(LLADA_FIXTURE / name)
     return LLADA_FIXTURE
 
 

@@ -1,5 +1,20 @@
 """Helpers shared by the tests (importable because pytest puts tests/ on sys.path)."""
 
+from pathlib import Path
+
+# Reference data vendored in the repository (tests/fixtures/README.md says what each file is).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def require_fixture(path: Path) -> Path:
+    """`path` if it is a file; otherwise the calling test fails (a missing fixture is an error, never a skip)."""
+    import pytest
+
+    if not path.is_file():
+        pytest.fail(f"test fixture missing: {path} (it is part of the repository; see tests/fixtures/README.md)",
+                    pytrace=False)
+    return path
+
 
 def tiny_llada_config(**overrides):
     from tadllm.models.llada import LLaDAConfig

@@ -2,21 +2,19 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tadllm.eval.aup import aup, aup_table, bootstrap_aup, kept_points, mean_aup, weight
+from tadtest import FIXTURES, require_fixture
 
-LEADERBOARD = Path(__file__).resolve().parents[3] / "shared" / "reference" / "leaderboard_aup.json"
+LEADERBOARD = FIXTURES / "leaderboard_aup.json"  # the published leaderboards, vendored (tests/fixtures/README.md)
 
 
 @pytest.fixture(scope="module")
 def leaderboard():
-    if not LEADERBOARD.is_file():
-        pytest.skip(f"reference leaderboard not found at {LEADERBOARD} (needs the shared/ checkout beside the repo)")
-    return json.loads(LEADERBOARD.read_text())
+    return json.loads(require_fixture(LEADERBOARD).read_text())
 
 
 def _entries(board):

@@ -3,7 +3,7 @@ and fp32 decode (nearly) the same tokens.
 
 bf16 vs fp32 tolerances (measured on CPU, torch 2.13, one thread; docs/reliability.md):
 
-- shared fixture `llada-tiny` (random weights, near-uniform logits: the hardest case), 8 random prompts
+- fixture `tests/fixtures/llada-tiny` (random weights, near-uniform logits: the hardest case), 8 random prompts
   of 5-40 tokens, greedy `low_confidence` decoding, 32 tokens in blocks of 8:
   identical decoded tokens 0.789 / 0.855 / 0.770 (prompt seeds 0 / 1 / 2); same-input argmax agreement
   of one forward pass over [prompt ; 32 masks] 0.984 / 0.977 / 0.977. One early flip changes the context

@@ -2,7 +2,7 @@
 and `load_config`: YAML file + `key=value` overrides, typed from the dataclass fields.
 
 Model/LoRA field names follow TRL (`model_name_or_path`, `use_peft`, `lora_r`, …) so recipes read the
-same as TRL ones. Defaults follow the release recipe (method §4): LoRA r=128, α=128, dropout 0.05, AdamW
+same as TRL ones. Defaults follow the release recipe (docs/method.md §4): LoRA r=128, α=128, dropout 0.05, AdamW
 lr 2e-5 constant, weight decay 0.01, clip 1.0, one epoch.
 """
 
@@ -22,7 +22,7 @@ from transformers import TrainingArguments
 
 from .data import LOSS_MODES
 
-# δ of the named presets (method §5). A small δ puts few tokens under hard CE (Quality); a large δ forces
+# δ of the named presets (docs/method.md §5). A small δ puts few tokens under hard CE (Quality); a large δ forces
 # confidence on more upcoming tokens (Speed). The values are chosen by the testbed experiment (measured on
 # the project's own tiny model, see docs/training.md); an explicit `delta` always wins over a preset.
 PRESETS: dict[str, int] = {"quality": 4, "speed": 16}

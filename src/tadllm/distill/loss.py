@@ -1,4 +1,4 @@
-"""The TAD loss (method §4), computed only over the selected rows of the logits.
+"""The TAD loss (docs/method.md §4), computed only over the selected rows of the logits.
 
 ```
 L = ce_weight * mean_{(b,i) in near}    CE(student[b,i], labels[b,i])

@@ -1,4 +1,4 @@
-"""The temporal partition of TAD (method §3): which still-masked positions are *near* and which *distant*.
+"""The temporal partition of TAD (docs/method.md §3): which still-masked positions are *near* and which *distant*.
 
 A trajectory is stored compactly as `tokens (L,)` and `reveal_step (L,)` (the 1-based step at which each
 position was unmasked). At step `s` (0 <= s < S) the state is `x(s)_i = tokens[i] if reveal_step[i] <= s

@@ -1,6 +1,6 @@
 """`TADTrainer`: a `transformers.Trainer` whose loss is the TAD loss; `build_trainer`, `train`, `main_train`.
 
-Teacher logits (method §4):
+Teacher logits (docs/method.md §4):
 - LoRA student (`teacher_mode` disable_adapter, the default with `use_peft`): the same module with the
   adapter disabled, in eval mode, under `torch.no_grad()` — exactly the base weights, no second copy.
   Accelerate/DDP/DeepSpeed wrappers are unwrapped to reach the `PeftModel`.

@@ -11,7 +11,7 @@ For one method's sweep points ``(rho, y)`` (rho = TPF, y = accuracy in %):
 
 The first term ``rho_1*y_1`` is *not* weighted: the published single-point entries (e.g. LLaDA on GSM8K:
 AUP 72.55 with y_max 80.21) equal rho*y exactly. With these semantics every per-task AUP of the
-published LLaDA and Dream leaderboards (``shared/reference/leaderboard_aup.json``) is reproduced after
+published LLaDA and Dream leaderboards (``tests/fixtures/leaderboard_aup.json``) is reproduced after
 rounding to 4 decimals, which is the precision the leaderboard stores.
 
 Where the reference script asserts, this module has defined behaviour instead: empty input raises

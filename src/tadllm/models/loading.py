@@ -3,9 +3,9 @@
 Native families (LLaDA, Dream) load with tadllm's own classes, with no remote code; the model type is
 matched case-insensitively (the Dream checkpoints say "Dream"). Any other checkpoint — or a native one with
 `native=False` — loads through `transformers.AutoModel*` with `trust_remote_code=True`, which the caller
-must allow explicitly. A folder without tokenizer files (such as the shared LLaDA fixture) loads with
-`tokenizer=None`. A tokenizer whose class lives in remote code (Dream's `DreamTokenizer`, a Qwen2 BPE
-tokenizer) loads without that code as a standard fast / Qwen2 tokenizer when `trust_remote_code` is off.
+must allow explicitly. A folder without tokenizer files (such as the test fixture `tests/fixtures/llada-tiny`)
+loads with `tokenizer=None`. A tokenizer whose class lives in remote code (Dream's `DreamTokenizer`, a Qwen2
+BPE tokenizer) loads without that code as a standard fast / Qwen2 tokenizer when `trust_remote_code` is off.
 """
 
 from __future__ import annotations

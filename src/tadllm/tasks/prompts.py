@@ -6,7 +6,7 @@
 - HumanEval: 0-shot, complete the function.
 - MBPP: 3-shot in the standard `[BEGIN]` / `[DONE]` format; the shots are the standard prompt-split
   tasks 2, 3 and 4, with solutions written here.
-- Privileged templates (method page §2): `{question}` and `{reference}` are the only fields.
+- Privileged templates (docs/method.md §2): `{question}` and `{reference}` are the only fields.
 """
 
 from __future__ import annotations
