@@ -74,7 +74,8 @@ def test_cuda_graphs_decode_the_same_tokens(cache, multi_block):
 def test_graphs_of_the_compiled_model_decode_the_chains(cache):
     """`--compile --cuda-graphs` on CUDA: graphs of torch.compile(dynamic=True) decode the correct chains."""
     from tadllm.decoding import DecodeConfig, generate
-    from tadllm.models import cuda_graph_model, load_model
+    from tadllm.decoding.graphs import cuda_graph_model
+    from tadllm.models import load_model
     from tadllm.testbed.quickstart import BUNDLED_TEACHER
 
     model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="bfloat16", device="cuda")
