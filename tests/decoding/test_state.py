@@ -171,3 +171,38 @@ def test_empty_state_steps_do_nothing(fixture_model):
     assert c not in (a, b)  # handles stay unique after removals
     with pytest.raises(KeyError):
         state.result(a)
+
+
+@pytest.mark.parametrize("mode", ["none", "dual"])
+def test_graph_wrapper_with_rows_joining_and_leaving(one_layer, mode):
+    """Under the CUDA-graph wrapper (its static-buffer path runs on the CPU) the cache keeps its keys/values in
+    the wrapper's buffers across re-padding, joining and leaving rows: same rows as the bare model alone."""
+    from tadllm.decoding.graphs import CUDAGraphModel
+
+    model, family, prompts = one_layer
+    cfg = replace(ONE_LAYER_CONFIGS["confidence"], use_cache=mode)
+    wrapped = CUDAGraphModel(model, capture_after=1)
+    rows = staggered(wrapped, family, cfg, prompts, ADMIT_AT, remove_at=(4, 0))
+    for i in rows:
+        assert_same(rows[i], alone(model, family, cfg, prompts[i], SEEDS[i]), (mode, i))
+    assert wrapped.num_graphs > 0
+
+
+def test_cache_keeps_its_keys_in_the_wrapper_buffers_after_rows_join(one_layer):
+    """Cached steps read the keys/values in place (no copy per replay) only if they live in the wrapper's buffers."""
+    from tadllm.decoding.graphs import CUDAGraphModel
+
+    model, family, prompts = one_layer
+    wrapped = CUDAGraphModel(model, capture_after=1)
+    state = DecodeState(wrapped, family, replace(ONE_LAYER_CONFIGS["confidence"], use_cache="dual"))
+    state.add(prompts[1:2])
+    state.step()
+    cache = state.forward.cache
+    owned = lambda: all(k.untyped_storage().data_ptr() in wrapped._buffer_storages  # noqa: E731
+                        for k in cache.keys + cache.values)
+    assert owned()
+    state.add(prompts[2:3])  # longer: every row is padded on the left, and a row joins
+    assert cache.P == 9 and owned()
+    state.step()
+    state.remove(state.handles[1])  # the batch is trimmed back
+    assert cache.P == 3 and cache.B == 1 and owned()
