@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+INTERVAL = 0.5  # seconds between two updates of a running batch
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}{postfix}]"
 
 
@@ -28,8 +29,8 @@ class StepProgress:
     """Callbacks for `tadllm.decoding.generate`: `on_step` (partial progress of the running batch) and
     `done` (its `progress` callback: n samples finished)."""
 
-    def __init__(self, bar, interval: float = 0.5):
-        self.bar, self.interval = bar, interval
+    def __init__(self, bar, interval: float | None = None):
+        self.bar, self.interval = bar, INTERVAL if interval is None else interval
         self.base = float(bar.n)  # samples finished before (a resumed run starts above 0)
         self.last = 0.0
 

@@ -330,8 +330,12 @@ def _figure(n_panels: int, panel_w: float, panel_h: float):
 
 def points_note(rows: Sequence[Mapping]) -> str:
     """One line saying what the plotted points are: which setting varies along a curve, on how many problems."""
-    keys = list(dict.fromkeys(part.split("=", 1)[0] for r in rows for part in str(r["label"]).split(", ")
-                              if "=" in part))
+    curves: dict[tuple, list[dict]] = {}
+    for r in rows:
+        curves.setdefault((r["task"], r["curve"]), []).append(
+            dict(part.split("=", 1) for part in str(r["label"]).split(", ") if "=" in part))
+    keys = list(dict.fromkeys(k for labels in curves.values() for k in labels[0]
+                              if len({lab.get(k) for lab in labels}) > 1))  # what varies along a curve
     sizes = sorted({int(r["n"]) for r in rows if r.get("n")})
     n = "" if not sizes else f", scored on {sizes[0]} problems" if len(sizes) == 1 else \
         f", scored on {sizes[0]}-{sizes[-1]} problems"

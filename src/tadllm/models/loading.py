@@ -58,9 +58,14 @@ def _read_config_dict(name_or_path: str) -> dict | None:
         return json.loads(cfg.read_text())
     if path.exists():
         raise ValueError(f"{path} is a file; pass the checkpoint folder (with config.json) instead")
-    if looks_like_a_path(name_or_path):
-        raise FileNotFoundError(f"model folder {name_or_path} does not exist")
+    check_model_folder(name_or_path)
     return None  # a hub name: the config comes from the hub (or its local cache)
+
+
+def check_model_folder(name: str) -> None:
+    """A name that can only be a local path (`looks_like_a_path`) must exist: say so at once."""
+    if looks_like_a_path(name) and not Path(name).exists():
+        raise FileNotFoundError(f"model folder {name} does not exist")
 
 
 def looks_like_a_path(name: str) -> bool:
