@@ -27,7 +27,7 @@ class QuickstartConfig:
     out_dir: str = "quickstart_out"
     teacher: str = str(BUNDLED_TEACHER)
     device: str = "cpu"
-    train_problems: int = 256
+    train_problems: int = 128
     test_problems: int = 300
     traj_temperature: float = 0.7
     train_steps: int = 100
