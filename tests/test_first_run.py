@@ -79,6 +79,8 @@ def test_unknown_keys_say_where_they_were_given(tmp_path, capsys):
     ("train", ["--config", QUALITY, "learning_rate=fast", "--print-config"],
      "config key 'learning_rate': cannot use 'fast'"),
     ("train", ["--config", "configs/nope.yaml"], "config file configs/nope.yaml does not exist"),
+    ("train", ["--config", QUALITY, "train_data=outputs/none"], "trajectory data outputs/none does not exist; "
+     "write it first with `tad trajectories --model MODEL --task TASK --out outputs/none`"),
     ("eval", ["--model", TEACHER, "--task", "arith", "--policy", "confidence", "--threshold", "1.5"],
      "confidence threshold must be in (0, 1]"),
     ("eval", ["--model", TEACHER, "--task", "arith", "--threshold", "0.9"],

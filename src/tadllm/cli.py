@@ -71,7 +71,7 @@ def apply_model_settings(args, command: str, task_name: str | None = None):
     settings = recorded_settings(args.model)
     taken = fill_lengths(args, settings, args.length_fallbacks)
     task = load_task(task_name, settings) if task_name else None
-    note = describe(args.model, settings, taken, task)
+    note = describe(args.model, settings, taken, task if getattr(args, "data", None) is None else None)
     if note:
         print(f"{command}: {note}", file=sys.stderr)
     return task
