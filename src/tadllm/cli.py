@@ -9,11 +9,15 @@
     tad aup          AUP of published (TPF, accuracy) points from a YAML file
     tad pretrain     train the testbed's teacher from scratch
     tad quickstart   the whole pipeline on the bundled tiny model
+
+A mistake in the input (a missing folder, a bad value, an unknown key) is reported on one line;
+`tad --debug COMMAND ...` (or TAD_DEBUG=1) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 COMMANDS = {
@@ -39,8 +43,12 @@ def add_decoding_args(parser: argparse.ArgumentParser, **defaults) -> None:
     g.add_argument("--threshold", type=float, default=defaults.get("threshold"),
                    help="entropy (nats, reveal below) or confidence (reveal above) threshold")
     g.add_argument("--steps", type=int, default=None, help="fixed-count policies: total steps (default gen-length)")
-    g.add_argument("--gen-length", type=int, default=defaults.get("gen_length", 256))
-    g.add_argument("--block-length", type=int, default=defaults.get("block_length", 32))
+    fallbacks = {"gen_length": defaults.get("gen_length", 256), "block_length": defaults.get("block_length", 32)}
+    parser.set_defaults(length_fallbacks=fallbacks)
+    g.add_argument("--gen-length", type=int, default=None,
+                   help=f"default: the model's recorded gen length (testbed.json), else {fallbacks['gen_length']}")
+    g.add_argument("--block-length", type=int, default=None,
+                   help=f"default: the model's recorded block length, else {fallbacks['block_length']}")
     g.add_argument("--temperature", type=float, default=defaults.get("temperature", 0.0))
     g.add_argument("--multi-block", action="store_true", help="pipelined multi-block decoding (d3LLM)")
     g.add_argument("--block-add-threshold", type=float, default=0.5)
@@ -53,6 +61,41 @@ def add_decoding_args(parser: argparse.ArgumentParser, **defaults) -> None:
                    help="Fast-dLLM KV cache (native LLaDA only; docs/performance.md)")
     g.add_argument("--seed", type=int, default=0)
     return g
+
+
+def apply_model_settings(args, command: str, task_name: str | None = None):
+    """Fill the decoding lengths left unset from the model's recorded settings (`tadllm.testbed.settings`),
+    check that the decoding flags go together, and load the task (with the model's problem distribution
+    when it records one). Prints one line when defaults came from the model. Returns the task or None."""
+    from .models.loading import check_model_folder
+    from .testbed.settings import describe, fill_lengths, load_task, recorded_settings
+
+    check_model_folder(args.model)
+    sweep_keys = {spec.split("=", 1)[0].strip().replace("-", "_") for spec in getattr(args, "sweep", None) or []}
+    check_policy_flags(args.policy, args.threshold, args.steps, sweep_keys)
+    settings = recorded_settings(args.model)
+    taken = fill_lengths(args, settings, args.length_fallbacks)
+    task = load_task(task_name, settings) if task_name else None
+    note = describe(args.model, settings, taken, task if getattr(args, "data", None) is None else None)
+    if note:
+        print(f"{command}: {note}", file=sys.stderr)
+    return task
+
+
+def check_policy_flags(policy: str, threshold, steps, sweep_keys=()) -> None:
+    """`--threshold` means nothing to a fixed-count policy and `--steps` nothing to a threshold policy:
+    refuse them rather than record a setting that was not used."""
+    from .decoding.config import FIXED_COUNT_POLICIES, THRESHOLD_POLICIES
+    from .errors import UserError
+
+    if "policy" in sweep_keys:
+        return
+    if threshold is not None and policy in FIXED_COUNT_POLICIES:
+        raise UserError(f"--threshold {threshold:g} has no effect with --policy {policy} (a fixed number of tokens "
+                        f"per step, set by --steps); use --policy {' or '.join(THRESHOLD_POLICIES)}, or drop --threshold")
+    if steps is not None and policy in THRESHOLD_POLICIES:
+        raise UserError(f"--steps {steps} has no effect with --policy {policy} (it reveals every token past the "
+                        f"threshold); use --policy {' or '.join(FIXED_COUNT_POLICIES)}, or drop --steps")
 
 
 def decoding_options(args) -> dict:
@@ -69,10 +112,29 @@ def decode_config_from_args(args):
     return DecodeConfig(**decoding_options(args))
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line reported on one line (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+DTYPE_HELP = "float32 (fp32) | bfloat16 (bf16) | float16 (fp16) | auto (the checkpoint's)"
+
+
+def dtype_arg(text: str) -> str:
+    """argparse type of every `--dtype`: both spellings (bf16 / bfloat16, ...) are accepted everywhere."""
+    from .models.loading import _DTYPES
+
+    if text not in _DTYPES:
+        raise argparse.ArgumentTypeError(f"unknown dtype {text!r}; use {DTYPE_HELP}")
+    return text
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", required=True, help="checkpoint folder or hub name")
-    g.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")
+    g.add_argument("--dtype", default="auto", type=dtype_arg, help=DTYPE_HELP)
     g.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
     g.add_argument("--trust-remote-code", action="store_true")
     g.add_argument("--mask-token-id", type=int, default=None, help="override the mask id of a generic model")
@@ -96,7 +158,9 @@ def accelerate_decoding(model, args):
         if args.cuda_graphs:
             return cuda_graph_model(model, compile=args.compile)
     except ValueError as err:
-        raise SystemExit(str(err)) from None
+        from .errors import UserError
+
+        raise UserError(str(err)) from None
     return compile_model(model) if args.compile else model
 
 
@@ -109,7 +173,7 @@ def load_from_args(args):
 
 
 def main_generate(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tad generate", description="Decode a prompt with a masked-diffusion LM.")
+    parser = ArgumentParser(prog="tad generate", description="Decode a prompt with a masked-diffusion LM.")
     add_model_args(parser)
     parser.add_argument("--prompt", required=True, help="user message (the chat template is applied if any)")
     parser.add_argument("--raw", action="store_true",
@@ -119,20 +183,40 @@ def main_generate(argv=None) -> int:
     add_decoding_args(parser, gen_length=128)
     args = parser.parse_args(argv)
     from .decoding import generate
+    from .errors import UserError
     from .models import encode_prompt
 
+    apply_model_settings(args, "tad generate")
+    config = decode_config_from_args(args)
     model, tokenizer, family = load_from_args(args)
     if tokenizer is None:
-        parser.error(f"{args.model} has no tokenizer files; tad generate needs one to encode the prompt")
+        raise UserError(f"{args.model} has no tokenizer files; tad generate needs one to encode the prompt")
     ids = encode_prompt(tokenizer, family, args.prompt, chat=not args.raw)  # the ids tad eval would decode
-    config = decode_config_from_args(args)
+    check_prompt_fits(model, len(ids), config.gen_length)
     show = LiveView(tokenizer, family.mask_token_id) if args.show else None
     out = generate(model, family, [ids], config, on_step=show)
     answer = tokenizer.decode(out.tokens[0, : int(out.num_tokens[0])], skip_special_tokens=True)
     print(answer)
+    if not answer.strip():
+        print(f"[tad] warning: the model generated no text before its end-of-sequence token (gen_length "
+              f"{config.gen_length}, block_length {config.block_length}); a model trained on other lengths may "
+              f"stop at once: try the --gen-length / --block-length it was trained with", file=sys.stderr)
     print(f"[tad] tokens {int(out.num_tokens[0])}  forward passes {int(out.nfe[0])}  "
           f"TPF {float(out.tpf[0]):.2f}  time {out.wall_time:.2f}s", file=sys.stderr)
     return 0
+
+
+def check_prompt_fits(model, prompt_tokens: int, gen_length: int) -> None:
+    """The prompt + the canvas must fit the model's positions (the check `tad eval` runs on every prompt)."""
+    from .decoding.loop import max_positions
+    from .errors import UserError
+
+    limit = max_positions(model)
+    if limit is not None and prompt_tokens + gen_length > limit:
+        room = limit - prompt_tokens
+        fix = f"lower --gen-length to {room} or less" if room > 0 else "shorten the prompt"
+        raise UserError(f"the prompt has {prompt_tokens} tokens + --gen-length {gen_length} > the model's maximum "
+                        f"sequence length {limit}; {fix}")
 
 
 class LiveView:
@@ -158,6 +242,8 @@ class LiveView:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(argv) and argv[0] == "--debug"
+    argv = argv[1:] if debug else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
@@ -170,10 +256,26 @@ def main(argv=None) -> int:
     if name not in COMMANDS:
         print(f"tad: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    if "--debug" in argv[1:]:  # also accepted after the command
+        debug, argv = True, [a for a in argv if a != "--debug"]
+    return run_command(name, argv[1:], debug or os.environ.get("TAD_DEBUG", "") not in ("", "0"))
+
+
+def run_command(name: str, args: list[str], debug: bool = False) -> int:
+    """Run `tad NAME ARGS`; a user error (`tadllm.errors`) becomes one line on stderr and exit status 2,
+    unless `debug`, which lets it raise with its traceback."""
     import importlib
 
+    from .errors import one_line, user_error_types
+
     module, func = COMMANDS[name]
-    result = getattr(importlib.import_module(module), func)(argv[1:])
+    try:
+        result = getattr(importlib.import_module(module), func)(args)
+    except user_error_types() as err:
+        if debug:
+            raise
+        print(f"tad {name}: error: {one_line(err)} (--debug for the traceback)", file=sys.stderr, flush=True)
+        return 2
     return int(result or 0)
 
 

@@ -124,3 +124,19 @@ def test_bad_yaml_raises(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ValueError):
         published_points_from_yaml(path)
+
+
+def test_aup_bars_carry_the_confidence_intervals_and_plots_say_what_the_points_are(two_results, tmp_path):
+    pytest.importorskip("matplotlib")
+    from tadllm.eval.report import aup_note, plot_aup_bars, points_note, result_rows
+
+    tables = {"gsm8k": {"LLaDA": 75.0, "TAD-Speed": 90.0}}
+    plain = plot_aup_bars(tables, tmp_path / "plain.png").read_bytes()
+    cis = {"gsm8k": {"LLaDA": (60.0, 80.0), "TAD-Speed": (70.0, 120.0)}}
+    with_ci = plot_aup_bars(tables, tmp_path / "ci.png", cis=cis).read_bytes()
+    assert with_ci[:8] == PNG_MAGIC and with_ci != plain
+    rows = result_rows([load_results(d / "results.json") for d in two_results])
+    assert points_note(rows) == "Points: one per threshold, scored on 20 problems; TPF = generated tokens / " \
+                                "forward passes."
+    assert "95 % CI, 200 bootstrap resamples" in aup_note({"gsm8k": 80.0}, 200)
+    assert "CI" not in aup_note({"gsm8k": 80.0}, 0)

@@ -18,6 +18,7 @@ import pytest
 
 from tadllm.cli import main as _tad_main
 from tadllm.decoding import DecodeConfig
+from tadllm.errors import UserError
 from tadllm.tasks import get_task
 from tadllm.tasks.arith import generate_problems, write_jsonl
 from tadllm.trajectories import generate_trajectories, read_trajectories, storage
@@ -28,7 +29,7 @@ LONG_QUESTION = "start 5" + " add 1" * 40  # 247 characters: with 32 generated t
 
 
 def tad(*args) -> int:
-    return _tad_main([str(a) for a in args])
+    return _tad_main(["--debug"] + [str(a) for a in args])  # errors raise (tests/test_first_run.py: one line)
 
 
 def write_parquet(path: Path, rows: list[dict]) -> Path:
@@ -195,10 +196,10 @@ def test_tad_trajectories_with_a_too_long_prompt_fails_before_writing(char_ckpt,
 def test_empty_task_dataset_is_an_error_for_eval_and_trajectories(char_ckpt, char_model, tmp_path):
     empty = tmp_path / "test.jsonl"
     empty.write_text("\n")
-    with pytest.raises(SystemExit, match=r"tad eval: no examples in .*test.jsonl \(split 'test'\)"):
+    with pytest.raises(UserError, match=r"no examples in .*test.jsonl \(split 'test'\)"):
         tad("eval", "--model", char_ckpt, "--task", "arith", "--data", empty, "--out", tmp_path / "e",
             "--device", "cpu")
-    with pytest.raises(SystemExit, match=r"tad trajectories: no examples in .*test.jsonl \(split 'test'\)"):
+    with pytest.raises(UserError, match=r"no examples in .*test.jsonl \(split 'test'\)"):
         tad("trajectories", "--model", char_ckpt, "--task", "arith", "--data", empty, "--split", "test",
             "--out", tmp_path / "t", "--device", "cpu")
     model, tok, family = char_model

@@ -385,6 +385,7 @@ def test_a_second_writer_of_the_same_rank_is_refused(traj_model, tmp_path):
         with pytest.raises(RuntimeError, match="same rank"):
             run(traj_model, tmp_path, n=2)
     run(traj_model, tmp_path, n=2)  # the lock is released with its holder
+    assert not [p.name for p in tmp_path.iterdir() if "lock" in p.name]  # and its file removed
 
 
 # ------------------------------------------------------------------- accelerate launch, 2 processes

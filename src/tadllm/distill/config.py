@@ -267,6 +267,20 @@ def _parse_override(item: str) -> tuple[str, object]:
         return key, raw
 
 
+def _check_known(data: dict, source: dict, known) -> None:
+    """Unknown keys are an error naming where each was given and the closest field names."""
+    by_source: dict[str, list[str]] = {}
+    for k in data:
+        if k in known:
+            continue
+        close = difflib.get_close_matches(str(k), list(known), n=3, cutoff=0.6)
+        by_source.setdefault(source.get(k, ""), []).append(
+            f"{k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    if by_source:
+        parts = [f"{where}: {'; '.join(keys)}".strip() for where, keys in by_source.items()]
+        raise ValueError(f"unknown config key(s) {' and '.join(parts)}. See docs/training.md for the fields.")
+
+
 def load_config(yaml_path: str | Path | None = None, overrides: list[str] | None = None, **kwargs) -> TADConfig:
     """Build a `TADConfig` from a YAML mapping, then `key=value` overrides (later wins), then kwargs.
 
@@ -274,6 +288,7 @@ def load_config(yaml_path: str | Path | None = None, overrides: list[str] | None
     string, becomes a float; `lora_target_modules=q_proj,v_proj` becomes a list). Unknown keys raise a
     ValueError that lists the closest known names."""
     data: dict = {}
+    source: dict = {}  # key -> where it was given, for the error messages
     if yaml_path is not None:
         path = Path(yaml_path)
         if not path.exists():
@@ -282,19 +297,15 @@ def load_config(yaml_path: str | Path | None = None, overrides: list[str] | None
         if not isinstance(loaded, dict):
             raise ValueError(f"{path} must hold a mapping of field: value, got {type(loaded).__name__}")
         data.update(loaded)
+        source.update(dict.fromkeys(loaded, f"in {yaml_path}"))
     for item in overrides or []:
         key, value = _parse_override(item)
         data[key] = value
+        source[key] = "on the command line"
     data.update(kwargs)
+    source.update(dict.fromkeys(kwargs, "in the keyword arguments"))
+    _check_known(data, source, config_fields())
     known = config_fields()
-    unknown = [k for k in data if k not in known]
-    if unknown:
-        lines = []
-        for k in unknown:
-            close = difflib.get_close_matches(str(k), list(known), n=3, cutoff=0.6)
-            lines.append(f"{k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-        src = f" in {yaml_path}" if yaml_path is not None else ""
-        raise ValueError(f"unknown config key(s){src}: {'; '.join(lines)}. See docs/training.md for the fields.")
     typed = {}
     for key, value in data.items():
         try:

@@ -58,7 +58,8 @@ def read_trajectories(source) -> list[dict]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
-            raise FileNotFoundError(f"trajectory data {path} does not exist")
+            raise FileNotFoundError(f"trajectory data {path} does not exist; write it first with `tad trajectories "
+                                    f"--model MODEL --task TASK --out {path}` (docs/training.md)")
         if path.is_file() and path.suffix in (".jsonl", ".json"):
             return _json_records(path)
         import pyarrow as pa

@@ -7,7 +7,6 @@ generation config when the base has one, and the adapter's `tad_config.json` for
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -59,6 +58,9 @@ def merge_adapter(adapter_dir, base=None, out_dir=None, dtype=None, device: str 
     base_path = Path(str(base))
     if not (out / "generation_config.json").exists() and (base_path / "generation_config.json").exists():
         shutil.copy(base_path / "generation_config.json", out / "generation_config.json")
+    from ..testbed.settings import copy_settings
+
+    copy_settings(adapter_dir, out) or copy_settings(base, out)  # the task settings (testbed.json), if any
     if tad_cfg:
         (out / "tad_config.json").write_text(json.dumps({**tad_cfg, "merged_from": {
             "adapter": str(adapter_dir), "base": str(base)}}, indent=2))
@@ -67,12 +69,17 @@ def merge_adapter(adapter_dir, base=None, out_dir=None, dtype=None, device: str 
 
 def main_merge(argv: list[str] | None = None) -> int:
     """`tad merge ADAPTER --base BASE --out DIR`"""
-    parser = argparse.ArgumentParser(prog="tad merge",
+    from tadllm.cli import ArgumentParser
+
+    parser = ArgumentParser(prog="tad merge",
                                      description="Merge a TAD LoRA adapter into its base model (HF checkpoint).")
     parser.add_argument("adapter", help="adapter folder written by `tad train` (use_peft=true)")
     parser.add_argument("--base", help="base model folder or hub name (default: the one recorded in the adapter)")
     parser.add_argument("--out", required=True, help="output folder for the merged checkpoint")
-    parser.add_argument("--dtype", default=None, help="dtype to merge and save in (default: the base's)")
+    from tadllm.cli import DTYPE_HELP, dtype_arg
+
+    parser.add_argument("--dtype", default=None, type=dtype_arg,
+                        help=f"dtype to merge and save in: {DTYPE_HELP} (default: the base's)")
     parser.add_argument("--device", default="cpu", help="device for merging (default cpu)")
     parser.add_argument("--trust-remote-code", action="store_true", default=None,
                         help="allow the base checkpoint's own code (non-native families)")

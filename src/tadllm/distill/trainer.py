@@ -19,7 +19,6 @@ counts per micro-batch are equal). Nothing here divides by the accumulation step
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
@@ -423,7 +422,8 @@ def portable_tokenizer_config(folder: str | Path) -> None:
 
 
 def save_result(trainer: TADTrainer, output_dir: str | Path | None = None) -> Path:
-    """Save the adapter (LoRA) or the full model, the tokenizer and `tad_config.json`."""
+    """Save the adapter (LoRA) or the full model, the tokenizer and `tad_config.json` (and the base's
+    `testbed.json` when it has one: `tadllm.testbed.settings`)."""
     out = Path(output_dir or trainer.args.output_dir)
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
@@ -431,6 +431,9 @@ def save_result(trainer: TADTrainer, output_dir: str | Path | None = None) -> Pa
         record = {"tad": trainer.args.tad_dict(), "family": dataclasses.asdict(trainer.family),
                   "teacher_mode": trainer.teacher_mode, "training_args": json.loads(trainer.args.to_json_string())}
         (out / TAD_CONFIG_NAME).write_text(json.dumps(record, indent=2, default=str))
+        from ..testbed.settings import copy_settings
+
+        copy_settings(trainer.args.model_name_or_path, out)  # the student keeps the base's task settings
     return out
 
 
@@ -447,7 +450,9 @@ def train(config: TADConfig) -> TADTrainer:
 
 def main_train(argv: list[str] | None = None) -> int:
     """`tad train --config recipe.yaml key=value ...`"""
-    parser = argparse.ArgumentParser(
+    from tadllm.cli import ArgumentParser
+
+    parser = ArgumentParser(
         prog="tad train", description="Train a TAD student on teacher trajectories (see docs/training.md).")
     parser.add_argument("--config", "-c", help="YAML recipe (TADConfig fields)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",

@@ -328,9 +328,33 @@ def _figure(n_panels: int, panel_w: float, panel_h: float):
     return fig, axes
 
 
+def points_note(rows: Sequence[Mapping]) -> str:
+    """One line saying what the plotted points are: which setting varies along a curve, on how many problems."""
+    curves: dict[tuple, list[dict]] = {}
+    for r in rows:
+        curves.setdefault((r["task"], r["curve"]), []).append(
+            dict(part.split("=", 1) for part in str(r["label"]).split(", ") if "=" in part))
+    keys = list(dict.fromkeys(k for labels in curves.values() for k in labels[0]
+                              if len({lab.get(k) for lab in labels}) > 1))  # what varies along a curve
+    sizes = sorted({int(r["n"]) for r in rows if r.get("n")})
+    n = "" if not sizes else f", scored on {sizes[0]} problems" if len(sizes) == 1 else \
+        f", scored on {sizes[0]}-{sizes[-1]} problems"
+    varying = f" per {', '.join(keys)}" if keys else " per decoding setting"
+    return f"Points: one{varying}{n}; TPF = generated tokens / forward passes."
+
+
+def _add_note(fig, note: str | None) -> None:
+    """`note` under the panels, wrapped to the figure's width."""
+    if note:
+        import textwrap
+
+        fig.supxlabel("\n".join(textwrap.wrap(note, int(fig.get_figwidth() * 19))), fontsize=7)
+
+
 def plot_accuracy_vs_tpf(curves: Mapping[str, Mapping[str, Points]], path: str | Path,
-                         published: set[str] = frozenset()) -> Path:
-    """One panel per task, one accuracy-vs-TPF curve per method (published curves dashed)."""
+                         published: set[str] = frozenset(), note: str | None = None) -> Path:
+    """One panel per task, one accuracy-vs-TPF curve per method (published curves dashed); `note`: a line
+    under the panels saying what the points are."""
     fig, axes = _figure(len(curves), 5.0, 3.8)
     for ax, (task, task_curves) in zip(axes, curves.items()):
         for name, pts in task_curves.items():
@@ -340,13 +364,18 @@ def plot_accuracy_vs_tpf(curves: Mapping[str, Mapping[str, Points]], path: str |
         ax.set(title=task, xlabel="TPF (tokens per forward)", ylabel="accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    _add_note(fig, note)
     fig.savefig(path, dpi=120)
     return Path(path)
 
 
 def plot_aup_bars(tables: Mapping[str, Mapping[str, float]], path: str | Path,
-                  published: set[str] = frozenset()) -> Path:
-    """Leaderboard-style horizontal AUP bars: one panel per task, plus the mean when there are several."""
+                  published: set[str] = frozenset(), cis: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+                  note: str | None = None) -> Path:
+    """Leaderboard-style horizontal AUP bars: one panel per task, plus the mean when there are several.
+    `cis` ({task: {method: (low, high)}}): error bars (the 95 % bootstrap CIs of report.md); `note`: a line
+    under the panels."""
+    cis = cis or {}
     panels = dict(tables)
     means = mean_aup(tables) if len(tables) > 1 else {}
     if means:
@@ -356,13 +385,27 @@ def plot_aup_bars(tables: Mapping[str, Mapping[str, float]], path: str | Path,
     for ax, (title, values) in zip(axes, panels.items()):
         names = sorted(values, key=values.get)  # ascending, so the best bar is on top
         colors = ["0.65" if n in published else "C0" for n in names]
-        bars = ax.barh(names, [values[n] for n in names], color=colors)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        ci = cis.get(title, {})
+        lows = [values[n] - ci[n][0] if n in ci else 0.0 for n in names]
+        highs = [ci[n][1] - values[n] if n in ci else 0.0 for n in names]
+        ax.barh(names, [values[n] for n in names], color=colors, xerr=[lows, highs] if ci else None, capsize=3,
+                error_kw={"elinewidth": 1})
+        for y, n in enumerate(names):  # the value right of the bar or of its error bar
+            ax.text(max(values[n], ci[n][1] if n in ci else values[n]), y, f" {values[n]:.1f}", va="center",
+                    fontsize=7)
         ax.set(title=title, xlabel="AUP")
         ax.margins(x=0.15)
         ax.tick_params(axis="y", labelsize=7)
+    _add_note(fig, note)
     fig.savefig(path, dpi=120)
     return Path(path)
+
+
+def aup_note(y_max: Mapping[str, float], n_boot: int) -> str:
+    """One line under the AUP bars: what AUP measures here and where the error bars come from."""
+    ys = ", ".join(f"{v:g}" if len(y_max) == 1 else f"{t} {v:g}" for t, v in y_max.items())
+    ci = f"; error bars: 95 % CI, {n_boot} bootstrap resamples of the problems" if n_boot else ""
+    return f"AUP of each accuracy-vs-TPF curve (y_max {ys}){ci}."
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -394,8 +437,8 @@ def report_main(run_dirs: Iterable[str | Path], out_dir: str | Path, published: 
     md.append(mean_aup_markdown(tables))
     paths = {
         "markdown": out / "report.md",
-        "accuracy_vs_tpf": plot_accuracy_vs_tpf(curves, out / "accuracy_vs_tpf.png", pub_names),
-        "aup_bar": plot_aup_bars(tables, out / "aup_bar.png", pub_names),
+        "accuracy_vs_tpf": plot_accuracy_vs_tpf(curves, out / "accuracy_vs_tpf.png", pub_names, points_note(rows)),
+        "aup_bar": plot_aup_bars(tables, out / "aup_bar.png", pub_names, cis, aup_note(y_max, n_boot if cis else 0)),
         "aup_json": out / "aup.json",
     }
     paths["markdown"].write_text("\n".join(md))

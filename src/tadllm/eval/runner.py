@@ -150,9 +150,9 @@ def _extract(task, text: str):
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from tadllm.progress import sample_bar
 
-    return tqdm(total=total, desc=desc, unit="ex", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+    return sample_bar(total, desc, "ex", enabled)
 
 
 # ----------------------------------------------------------------------------------- one run
@@ -201,11 +201,15 @@ def evaluate(model, tokenizer, family, task, examples: Sequence, decode_config: 
     n_correct = tokens_sum = nfe_sum = 0
     bar = _progress_bar(len(order), desc or f"{getattr(task, 'name', 'eval')} {_short_config(decode_config)}",
                         progress and ctx.is_main)
+    from tadllm.progress import StepProgress
+
+    steps = StepProgress(bar)  # the bar moves at every decoding step, not only per batch
     try:
         for lo in range(0, len(order), batch_size):
             batch = order[lo:lo + batch_size]
             cfg = dataclasses.replace(decode_config, seed=decode_config.seed + batch[0])
-            out = generate(model, family, [prompts[i] for i in batch], cfg, progress=bar.update)
+            out = generate(model, family, [prompts[i] for i in batch], cfg, progress=steps.done,
+                           on_step=steps.on_step)
             texts = [decode_output(tokenizer, out.tokens[j], out.num_tokens[j]) for j in range(len(batch))]
             verdicts = task.score_batch(texts, [examples[i] for i in batch])
             share = out.wall_time / len(batch)
@@ -525,7 +529,9 @@ def default_method_label(policy: str, multi_block: bool = False) -> str:
 
 
 def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Evaluate a masked-diffusion LM on a task: accuracy, "
+    from tadllm.cli import ArgumentParser
+
+    p = ArgumentParser(prog=prog, description="Evaluate a masked-diffusion LM on a task: accuracy, "
                                 "TPF (tokens per forward pass), throughput; writes results.json + results.md.")
     p.add_argument("--model", required=True, help="checkpoint folder or hub name")
     p.add_argument("--task", required=True, help="task name (gsm8k, math, humaneval, mbpp, kodcode, arith)")
@@ -543,7 +549,9 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
                    "--sweep block_length=16,32)")
     r = p.add_argument_group("runtime")
     r.add_argument("--batch-size", type=int, default=16)
-    r.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 | auto (default: bf16 on CUDA, fp32 on CPU)")
+    from tadllm.cli import DTYPE_HELP, dtype_arg
+
+    r.add_argument("--dtype", default=None, type=dtype_arg, help=DTYPE_HELP + "; default: bf16 on CUDA, fp32 on CPU")
     r.add_argument("--device", default=None, help="default: the rank's device under accelerate, else cuda if "
                    "available, else cpu")
     r.add_argument("--trust-remote-code", action="store_true")
@@ -563,8 +571,10 @@ def build_eval_parser(prog: str = "tad eval") -> argparse.ArgumentParser:
 def main_eval(argv: Sequence[str] | None = None) -> int:
     """``tad eval``: evaluate (a sweep of) decoding settings; prints the markdown table at the end."""
     args = build_eval_parser().parse_args(argv)
-    from tadllm.cli import decoding_options
+    from tadllm.cli import apply_model_settings, decoding_options
+    from tadllm.errors import UserError
 
+    task = apply_model_settings(args, "tad eval", args.task)
     base = decoding_options(args)
     points = parse_sweep(args.sweep)
     sweep_configs(base, points)  # fail on a bad config before loading anything
@@ -572,12 +582,10 @@ def main_eval(argv: Sequence[str] | None = None) -> int:
 
     from tadllm.models import load_model, load_tokenizer
     from tadllm.models.loading import default_device
-    from tadllm.tasks import get_task
 
-    task = get_task(args.task)
     examples = task.load(args.data, split=args.split, limit=args.limit)
     if not examples:
-        raise SystemExit(f"tad eval: no examples in {args.data or args.task} (split {args.split!r})")
+        raise UserError(f"no examples in {args.data or args.task} (split {args.split!r})")
     device = default_device(args.device)
     if ctx.world_size > 1 and ctx.device is not None and device.index is None and \
             (args.device is None or device.type == torch.device(ctx.device).type):
@@ -592,7 +600,7 @@ def main_eval(argv: Sequence[str] | None = None) -> int:
     if args.tokenizer:
         tokenizer = load_tokenizer(args.tokenizer, trust_remote_code=args.trust_remote_code)
     if tokenizer is None:
-        raise SystemExit(f"tad eval: {args.model} has no tokenizer files; pass --tokenizer PATH")
+        raise UserError(f"{args.model} has no tokenizer files; pass --tokenizer PATH")
     method = args.method or default_method_label(args.policy, args.multi_block)
     out = Path(args.out) if args.out else Path("eval_results") / _slug(args.task) / _slug(
         Path(str(args.model).rstrip("/")).name) / _slug(method)
@@ -611,7 +619,9 @@ def main_eval(argv: Sequence[str] | None = None) -> int:
 
 def main_report(argv: Sequence[str] | None = None) -> int:
     """``tad report RUN_DIR... --out DIR [--published YAML]``: report.md, PNGs and aup.json."""
-    p = argparse.ArgumentParser(prog="tad report", description="results.json files -> markdown report, "
+    from tadllm.cli import ArgumentParser
+
+    p = ArgumentParser(prog="tad report", description="results.json files -> markdown report, "
                                 "accuracy-vs-TPF plot, AUP tables and bar chart")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="results.json files or folders holding them")
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
@@ -629,7 +639,9 @@ def main_report(argv: Sequence[str] | None = None) -> int:
 
 def main_aup(argv: Sequence[str] | None = None) -> int:
     """``tad aup YAML``: AUP tables (per task and mean) for a YAML of published points."""
-    p = argparse.ArgumentParser(prog="tad aup", description="AUP of published accuracy-vs-TPF points")
+    from tadllm.cli import ArgumentParser
+
+    p = ArgumentParser(prog="tad aup", description="AUP of published accuracy-vs-TPF points")
     p.add_argument("yaml", help="points YAML (task -> {y_max, methods: {name: [[tpf, acc], ...]}})")
     args = p.parse_args(argv)
     from tadllm.eval.report import aup_main

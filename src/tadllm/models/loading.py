@@ -58,7 +58,23 @@ def _read_config_dict(name_or_path: str) -> dict | None:
         return json.loads(cfg.read_text())
     if path.exists():
         raise ValueError(f"{path} is a file; pass the checkpoint folder (with config.json) instead")
+    check_model_folder(name_or_path)
     return None  # a hub name: the config comes from the hub (or its local cache)
+
+
+def check_model_folder(name: str) -> None:
+    """A name that can only be a local path (`looks_like_a_path`) must exist: say so at once."""
+    if looks_like_a_path(name) and not Path(name).exists():
+        raise FileNotFoundError(f"model folder {name} does not exist")
+
+
+def looks_like_a_path(name: str) -> bool:
+    """True for names that cannot be hub ids (`owner/name` or `name`): `./x`, `../x`, `/x`, `~/x`, `a/b/c`,
+    `x/`. Such a name that does not exist is a missing folder, so the hub is never asked about it."""
+    name = str(name)
+    if name.startswith((".", "/", "~")) or name.endswith(("/", os.sep)):
+        return True
+    return name.replace(os.sep, "/").count("/") > 1
 
 
 def check_shards(folder: Path) -> None:
@@ -159,8 +175,13 @@ def load_model(
     if model_type is None and config_dict is None:
         from transformers import AutoConfig
 
-        model_type = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code,
-                                                revision=revision).model_type
+        try:
+            model_type = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code,
+                                                    revision=revision).model_type
+        except OSError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FileNotFoundError(f"{name_or_path} is neither a local model folder nor a model the Hugging "
+                                    f"Face hub (or its cache) could provide: {first}") from err
     cls = native_class(model_type)
     if native and cls is None:
         raise ValueError(f"model_type {model_type!r} is not a native tadllm family ({', '.join(NATIVE_MODEL_TYPES)})")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 
@@ -19,9 +18,11 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def recipe_dict(config_path: str | None, overrides: list[str]) -> dict:
+def recipe_dict(config_path: str | None, overrides: list[str], sources: dict | None = None) -> dict:
+    """The recipe's mapping updated by the overrides; `sources` (if given) gets where each key came from."""
     import yaml
 
+    sources = {} if sources is None else sources
     data = {}
     if config_path:
         path = Path(config_path)
@@ -30,12 +31,16 @@ def recipe_dict(config_path: str | None, overrides: list[str]) -> dict:
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"recipe {path} must hold a mapping of field: value, got {type(data).__name__}")
-    data.update(parse_overrides(overrides))
+        sources.update(dict.fromkeys(data, f"in {path}"))
+    extra = parse_overrides(overrides)
+    sources.update(dict.fromkeys(extra, "on the command line"))
+    data.update(extra)
     return data
 
 
-def build_dataclass(cls, data: dict):
-    """Typed construction through transformers' HfArgumentParser; unknown keys are an error."""
+def build_dataclass(cls, data: dict, sources: dict | None = None):
+    """Typed construction through transformers' HfArgumentParser; unknown keys are an error (naming where
+    each was given when `sources` says)."""
     import dataclasses
     import difflib
 
@@ -46,6 +51,7 @@ def build_dataclass(cls, data: dict):
     if unknown:
         hints = [f"{k} (did you mean {', '.join(difflib.get_close_matches(k, known, 2))}?)"
                  if difflib.get_close_matches(k, known, 2) else k for k in unknown]
+        hints = [f"{h} {sources[k]}" if sources and k in sources else h for h, k in zip(hints, unknown)]
         raise ValueError(f"unknown {cls.__name__} key(s): {'; '.join(hints)}")
     args = []
     for key, value in data.items():
@@ -60,13 +66,16 @@ def build_dataclass(cls, data: dict):
 
 
 def main_pretrain(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tad pretrain", description=__doc__)
+    from tadllm.cli import ArgumentParser
+
+    parser = ArgumentParser(prog="tad pretrain", description=__doc__)
     parser.add_argument("--config", help="YAML recipe (e.g. configs/testbed-pretrain.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of recipe fields")
     args = parser.parse_args(argv)
     from .pretrain import PretrainConfig, pretrain
 
-    cfg = build_dataclass(PretrainConfig, recipe_dict(args.config, args.overrides))
+    sources: dict = {}
+    cfg = build_dataclass(PretrainConfig, recipe_dict(args.config, args.overrides, sources), sources)
     final = pretrain(cfg)
     print(f"[pretrain] saved {final}")
     return 0

@@ -266,4 +266,7 @@ def continue_pretraining(cfg: PretrainConfig, init_from: str, task, examples, ou
     out = Path(out_dir)
     trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(out))
     save_char_tokenizer(tokenizer, str(out))
+    from .settings import copy_settings
+
+    copy_settings(init_from, out)
     return out

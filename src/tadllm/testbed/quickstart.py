@@ -27,7 +27,7 @@ class QuickstartConfig:
     out_dir: str = "quickstart_out"
     teacher: str = str(BUNDLED_TEACHER)
     device: str = "cpu"
-    train_problems: int = 256
+    train_problems: int = 128
     test_problems: int = 300
     traj_temperature: float = 0.7
     train_steps: int = 100
@@ -45,25 +45,58 @@ class QuickstartConfig:
     threads: int | None = None
 
 
-class Stages:
-    """Prints each stage with the elapsed time and a remaining-time estimate from the stage weights."""
+# Seconds per unit of work on a 2-core CPU (fitted to one default run of this quickstart; see README):
+# a decoding step of one trajectory, one training example of a student, one test problem at one threshold.
+COST = {"load": 3.0, "trajectory_step": 0.0078, "train_example": 0.021, "eval_point": 0.012, "report": 4.0}
 
-    def __init__(self, weights: dict[str, float]):
-        self.weights, self.done, self.start, self.current = weights, 0.0, time.monotonic(), None
-        self.index, self.total = 0, len(weights)
+
+def stage_estimates(cfg: QuickstartConfig, methods: list[str], gen_length: int) -> dict[str, float]:
+    """Predicted seconds of each stage from the size knobs (`COST`)."""
+    points = len(cfg.thresholds) + (1 if cfg.tpf1_point else 0)
+    evaluate = cfg.test_problems * points * COST["eval_point"]
+    out = {"load teacher and problems": COST["load"],
+           "teacher trajectories": cfg.train_problems * gen_length * COST["trajectory_step"]}
+    out.update({f"train {m}": cfg.seeds * cfg.train_steps * cfg.train_batch_size * COST["train_example"]
+                for m in methods})
+    out.update({"evaluate teacher": evaluate}, **{f"evaluate {m}": cfg.seeds * evaluate for m in methods})
+    out["report"] = COST["report"]
+    return out
+
+
+class Stages:
+    """Prints each stage with the elapsed time and the time left: the stages' predicted seconds, scaled by
+    how much longer or shorter than predicted the finished stages took on this machine."""
+
+    def __init__(self, estimates: dict[str, float]):
+        self.estimates, self.times, self.current, self.index = estimates, {}, None, 0
+        self.start = self.stage_start = time.monotonic()
 
     def begin(self, name: str):
-        if self.current is not None:
-            self.done += self.weights[self.current]
+        self._finish()
         self.current, self.index = name, self.index + 1
-        elapsed = time.monotonic() - self.start
-        total_w = sum(self.weights.values())
-        # The estimate needs one long stage measured (the trajectories) before it means anything.
-        eta = "" if self.done < 1.0 else f", about {_fmt(elapsed / self.done * (total_w - self.done))} left"
-        print(f"\n==> [{self.index}/{self.total}] {name}  (elapsed {_fmt(elapsed)}{eta})", flush=True)
+        print(f"\n==> [{self.index}/{len(self.estimates)}] {name}  (elapsed {_fmt(self.stage_start - self.start)}, "
+              f"{self.left()})", flush=True)
 
-    def end(self):
-        print(f"\n==> done in {_fmt(time.monotonic() - self.start)}", flush=True)
+    def left(self) -> str:
+        remaining = sum(v for k, v in self.estimates.items() if k not in self.times)
+        predicted = sum(self.estimates[k] for k in self.times)
+        if predicted < 10:  # nothing long measured yet: the CPU-calibrated guess
+            return f"about {_fmt(remaining)} left on a 2-core CPU"
+        return f"about {_fmt(remaining * sum(self.times.values()) / predicted)} left"
+
+    def _finish(self):
+        now = time.monotonic()
+        if self.current is not None:
+            self.times[self.current] = now - self.stage_start
+        self.stage_start = now
+
+    def end(self) -> dict[str, float]:
+        """Print the total and every stage's time; returns the stage times in seconds."""
+        self._finish()
+        self.current = None
+        print(f"\n==> done in {_fmt(time.monotonic() - self.start)}  ("
+              + ", ".join(f"{k} {_fmt(v)}" for k, v in self.times.items()) + ")", flush=True)
+        return dict(self.times)
 
 
 def _fmt(seconds: float) -> str:
@@ -71,12 +104,13 @@ def _fmt(seconds: float) -> str:
 
 
 def testbed_task(teacher_dir: str):
-    """The arithmetic task with the difficulty the teacher was trained on (its testbed.json)."""
-    from ..tasks.arith import ArithSpec, ArithTask
+    """The arithmetic task with the difficulty the teacher was trained on (its testbed.json): the same task
+    `tad eval --task arith` and `tad trajectories --task arith` use for this model."""
+    from .settings import load_task, recorded_settings
 
-    meta = json.loads((Path(teacher_dir) / "testbed.json").read_text())
-    spec = ArithSpec(min_ops=meta["min_ops"], max_ops=meta["max_ops"], commute=meta.get("commute", 0.0))
-    return ArithTask(spec=spec, hint=meta.get("hint", "answer")), spec, meta
+    meta = recorded_settings(teacher_dir)
+    task = load_task("arith", meta)
+    return task, task.spec, meta
 
 
 def problems(spec, meta, n_train: int, n_test: int):
@@ -176,37 +210,61 @@ def method_of(key: str) -> str:
     return head if head and tail.isdigit() else key
 
 
-def summary_table(all_results: dict[str, dict], tpf_grid=(4, 8, 12, 16)) -> tuple[str, dict]:
-    """Markdown tables: each sweep point (accuracy @ TPF) and AUP per run (y_max = best accuracy of any
-    run), then per method the mean and spread over seeds of AUP and of accuracy at matched TPF."""
-    import statistics
+def point_label(config: dict) -> str:
+    """A sweep point named by its setting: 'threshold 0.99' (threshold policies) or '1 token/step'."""
+    from ..decoding.config import THRESHOLD_POLICIES
 
+    if config.get("policy") in THRESHOLD_POLICIES:
+        return f"threshold {config['threshold']:g}"
+    steps, length = config.get("steps"), config.get("gen_length")
+    return "1 token/step" if steps == length else f"{config.get('policy')} {steps} steps"
+
+
+def summary_table(all_results: dict[str, dict], tpf_grid=(4, 8, 12, 16)) -> tuple[str, dict]:
+    """Markdown tables: each sweep point (accuracy @ TPF, a column per setting) and AUP per run (y_max = best
+    accuracy of any run), then per method the mean and spread over seeds of AUP and of accuracy at matched
+    TPF (only the TPF values that some method's sweep reaches)."""
     from ..eval.aup import aup_table
 
-    curves = {name: sorted((r["aggregate"]["tpf"], r["aggregate"]["accuracy"]) for r in res["runs"])
-              for name, res in all_results.items()}
+    cells = {name: {point_label(r["config"]): (r["aggregate"]["accuracy"], r["aggregate"]["tpf"]) for r in res["runs"]}
+             for name, res in all_results.items()}
+    columns = list(dict.fromkeys(label for c in cells.values() for label in c))
+    curves = {name: sorted((tpf, acc) for acc, tpf in c.values()) for name, c in cells.items()}
     aups = aup_table(curves)
-    width = max(len(c) for c in curves.values())
-    lines = ["| run | " + " | ".join(f"point {i + 1}: acc % @ TPF" for i in range(width)) + " | AUP |",
-             "|" + "---|" * (width + 2)]
-    for name, pts in curves.items():
-        cells = [f"{acc:.1f} @ {tpf:.2f}" for tpf, acc in pts] + [""] * (width - len(pts))
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {aups[name]:.1f} |")
+    lines = [_row(["run (acc % @ TPF)"] + columns + ["AUP"]), "|" + "---|" * (len(columns) + 2)]
+    for name, c in cells.items():
+        row = [f"{c[k][0]:.1f} @ {c[k][1]:.1f}" if k in c else "" for k in columns]
+        lines.append(_row([name] + row + [f"{aups[name]:.0f}"]))
+    per_method = method_summary(curves, aups, tpf_grid)
+    grid = [t for t in tpf_grid if any(m["acc_at_tpf"][t] is not None for m in per_method.values())]
+    lines += ["", _row(["method", "runs", "AUP mean ± sd"] + [f"acc % @ TPF {t}" for t in grid]),
+              "|" + "---|" * (3 + len(grid))]
+    for method, m in per_method.items():
+        at = [f"{m['acc_at_tpf'][t]:.1f}" if m["acc_at_tpf"][t] is not None else "–" for t in grid]
+        lines.append(_row([method, str(len(m["runs"])), f"{m['aup_mean']:.0f} ± {m['aup_sd']:.0f}"] + at))
+    return "\n".join(lines), {"curves": curves, "aup": aups, "methods": per_method}
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def method_summary(curves: dict, aups: dict, tpf_grid) -> dict:
+    """Per method (seeded runs grouped): AUP mean and sd, and the mean accuracy at each TPF of the grid
+    (None where no run's sweep reaches that TPF)."""
+    import statistics
+
     groups: dict[str, list[str]] = {}
     for name in curves:
         groups.setdefault(method_of(name), []).append(name)
-    per_method = {}
-    lines += ["", "| method | runs | AUP mean ± sd | " + " | ".join(f"acc % @ TPF {t}" for t in tpf_grid) + " |",
-              "|" + "---|" * (3 + len(tpf_grid))]
+    out = {}
     for method, names in groups.items():
         values = [aups[n] for n in names]
         at = {t: [a for a in (accuracy_at_tpf(curves[n], t) for n in names) if a is not None] for t in tpf_grid}
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        per_method[method] = {"aup_mean": statistics.fmean(values), "aup_sd": sd, "runs": names,
-                              "acc_at_tpf": {t: (statistics.fmean(v) if v else None) for t, v in at.items()}}
-        cells = [f"{statistics.fmean(v):.1f}" if v else "–" for v in at.values()]
-        lines.append(f"| {method} | {len(names)} | {statistics.fmean(values):.1f} ± {sd:.1f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines), {"curves": curves, "aup": aups, "methods": per_method}
+        out[method] = {"aup_mean": statistics.fmean(values), "runs": names,
+                       "aup_sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                       "acc_at_tpf": {t: (statistics.fmean(v) if v else None) for t, v in at.items()}}
+    return out
 
 
 def run(cfg: QuickstartConfig) -> dict:
@@ -218,14 +276,10 @@ def run(cfg: QuickstartConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "quickstart_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     methods = ["tad-quality", "tad-speed"] + (["control", "ce-only"] if cfg.baselines else [])
-    weights = {"load teacher and problems": 0.2, "teacher trajectories": 2.0}
-    weights.update({f"train {m}": 2.5 * cfg.seeds for m in methods})
-    weights.update({"evaluate teacher": 1.2}, **{f"evaluate {m}": 1.2 * cfg.seeds for m in methods})
-    weights["report"] = 0.2
-    stages = Stages(weights)
+    task, spec, meta = testbed_task(cfg.teacher)
+    stages = Stages(stage_estimates(cfg, methods, meta["gen_length"]))
 
     stages.begin("load teacher and problems")
-    task, spec, meta = testbed_task(cfg.teacher)
     train_examples, test = problems(spec, meta, cfg.train_problems, cfg.test_problems)
     print(f"teacher {cfg.teacher}: {meta.get('parameters', 0) / 1e6:.2f}M parameters; "
           f"{len(train_examples)} training problems, {len(test)} test problems; device {cfg.device}")
@@ -263,17 +317,19 @@ def run(cfg: QuickstartConfig) -> dict:
     report = report_main([out / "eval"], out / "report", n_boot=200)
     combined = {"config": asdict(cfg), "teacher_meta": meta, "methods": all_results, "summary": numbers,
                 "report": {k: v for k, v in report.items() if isinstance(v, str)}}
-    (out / "results.json").write_text(json.dumps(combined, indent=1, default=str))
     (out / "results.md").write_text(table + "\n")
     print("\n" + table)
     print(f"\nreport: {out / 'report'} (report.md, accuracy_vs_tpf.png, aup_bar.png); all numbers: {out / 'results.json'}")
-    stages.end()
+    combined["stage_seconds"] = stages.end()
+    (out / "results.json").write_text(json.dumps(combined, indent=1, default=str))
     return combined
 
 
 def main_quickstart(argv=None) -> int:
     defaults = QuickstartConfig()
-    p = argparse.ArgumentParser(prog="tad quickstart", description=__doc__,
+    from tadllm.cli import ArgumentParser
+
+    p = ArgumentParser(prog="tad quickstart", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", default=defaults.out_dir)
     p.add_argument("--teacher", default=defaults.teacher, help="testbed teacher checkpoint (default: bundled)")

@@ -7,11 +7,12 @@ import json
 import os
 import sys
 
+from tadllm.cli import DTYPE_HELP, ArgumentParser, dtype_arg
 from tadllm.decoding import POLICIES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="tad trajectories",
         description="Decode the teacher (the model with the reference solution in its prompt) on a task's "
                     "problems, verify the answers and store the trajectories as parquet shards. Resumable: "
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--revision", default=None, help="hub revision of --model")
     g.add_argument("--trust-remote-code", action="store_true", help="allow non-native families' own code")
     g.add_argument("--mask-token-id", type=int, default=None, help="override the mask token id")
-    g.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 (default: bf16 on CUDA, fp32 on CPU)")
+    g.add_argument("--dtype", default=None, type=dtype_arg, help=DTYPE_HELP + "; default: bf16 on CUDA, fp32 on CPU")
     g.add_argument("--device", default=None, help="cuda | cpu | cuda:N (default: this process's accelerator)")
     g = p.add_argument_group("data")
     g.add_argument("--task", required=True, help="task name (gsm8k, math, humaneval, mbpp, kodcode, arith)")
@@ -33,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--template", default=None,
                    help="privileged-prompt template (str.format fields of the task); '@FILE' reads it from FILE")
     g = p.add_argument_group("decoding")
-    g.add_argument("--gen-length", type=int, default=256)
-    g.add_argument("--block-length", type=int, default=32)
+    g.add_argument("--gen-length", type=int, default=None,
+                   help="default: the model's recorded gen length (testbed.json), else 256")
+    g.add_argument("--block-length", type=int, default=None, help="default: the model's recorded one, else 32")
     g.add_argument("--steps", type=int, default=None, help="decoding steps (default: gen length = 1 token/step)")
     g.add_argument("--temperature", type=float, default=0.7, help="0.7 for math, 0 for code in the release")
     g.add_argument("--policy", default="low_confidence", choices=list(POLICIES))
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store only verified trajectories (default) or all of them with their `correct` flag")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-progress", action="store_true")
+    p.set_defaults(length_fallbacks={"gen_length": 256, "block_length": 32})
     return p
 
 
@@ -69,11 +72,14 @@ def _dist_state():
 
 def main_trajectories(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tadllm.cli import apply_model_settings
     from tadllm.decoding import DecodeConfig
+    from tadllm.errors import UserError
     from tadllm.models import default_device, load_model
-    from tadllm.tasks import get_task
 
     from .runner import generate_trajectories
+
+    task = apply_model_settings(args, "tad trajectories", args.task)
 
     template = args.template
     if template and template.startswith("@"):
@@ -88,10 +94,9 @@ def main_trajectories(argv: list[str] | None = None) -> int:
     config = DecodeConfig(gen_length=args.gen_length, block_length=args.block_length, policy=args.policy,
                           steps=args.steps, threshold=args.threshold, temperature=args.temperature,
                           seed=args.seed)
-    task = get_task(args.task)
     examples = task.load(args.data, split=args.split, limit=args.limit)
     if not examples:
-        raise SystemExit(f"tad trajectories: no examples in {args.data or args.task} (split {args.split!r})")
+        raise UserError(f"no examples in {args.data or args.task} (split {args.split!r})")
     model, tokenizer, family = load_model(args.model, dtype=dtype, device=device,
                                           trust_remote_code=args.trust_remote_code,
                                           mask_token_id=args.mask_token_id, revision=args.revision)

@@ -25,6 +25,7 @@ from typing import Sequence
 from tadllm.decoding import DecodeConfig
 from tadllm.decoding import generate as decode_generate
 from tadllm.models.family import encode_prompt  # the prompt encoding of evaluation too
+from tadllm.progress import StepProgress
 
 from . import storage
 
@@ -228,8 +229,9 @@ def _run_chunk(model, tokenizer, family, task, exs, chunk, out, decode_config, i
         cfg = dataclasses.replace(decode_config, seed=decode_seed(seed, rank, chunk, k))
         meta = json.dumps({**identity, "decode_config": dataclasses.asdict(cfg), "rank": rank, "chunk": chunk},
                           sort_keys=True)
+        steps = None if bar is None else StepProgress(bar)  # the bar moves at every step, not per batch
         res = decode_generate(model, family, teacher, cfg, batch_size=batch_size,
-                              progress=(bar.update if bar is not None else None))
+                              progress=steps and steps.done, on_step=steps and steps.on_step)
         tokens, reveal, n_tok = res.tokens.tolist(), res.reveal_step.tolist(), res.num_tokens.tolist()
         for j in range(len(exs)):
             if family.mask_token_id in tokens[j] or min(reveal[j]) < 1:
@@ -268,9 +270,9 @@ def _run_chunk(model, tokenizer, family, task, exs, chunk, out, decode_config, i
 def _progress_bar(enabled: bool, total: int, initial: int):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from tadllm.progress import sample_bar
 
-    return tqdm(total=total, initial=initial, unit="traj", desc="trajectories", dynamic_ncols=True, smoothing=0.1)
+    return sample_bar(total, "trajectories", "traj", initial=initial, smoothing=0.1)
 
 
 def _postfix(bar, summary: dict) -> None:

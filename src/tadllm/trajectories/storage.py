@@ -329,16 +329,32 @@ def summarize(out_dir: str | os.PathLike) -> dict:
 
 @contextlib.contextmanager
 def _locked(path: Path, blocking: bool = True):
-    """An exclusive flock on `path` (released by the kernel if the process dies)."""
+    """An exclusive flock on `path` (released by the kernel if the process dies). The lock file is deleted
+    on release, while still locked; a process that opened it before the deletion finds, once it holds the
+    lock, that its file is no longer the one at `path` and locks the new one instead."""
+    fd = _lock_fd(path, blocking)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _lock_fd(path: Path, blocking: bool) -> int:
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError as err:
+            os.close(fd)
             raise RuntimeError(f"another process holds {path}: is a second job writing the same rank to "
                                f"this directory?") from err
-        yield
-    finally:
-        os.close(fd)
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder deleted the file meanwhile: lock the current one
