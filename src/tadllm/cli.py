@@ -9,6 +9,7 @@
     tad aup          AUP of published (TPF, accuracy) points from a YAML file
     tad pretrain     train the testbed's teacher from scratch
     tad quickstart   the whole pipeline on the bundled tiny model
+    tad serve        an OpenAI-compatible HTTP server that batches concurrent requests
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ COMMANDS = {
     "aup": ("tadllm.eval.runner", "main_aup"),
     "pretrain": ("tadllm.testbed.cli", "main_pretrain"),
     "quickstart": ("tadllm.testbed.quickstart", "main_quickstart"),
+    "serve": ("tadllm.serve.cli", "main_serve"),
 }
 
 
 def add_decoding_args(parser: argparse.ArgumentParser, **defaults) -> None:
-    """Decoding options shared by `generate`, `eval` and `trajectories`."""
+    """Decoding options shared by `generate`, `eval`, `trajectories` and `serve`."""
     g = parser.add_argument_group("decoding")
     g.add_argument("--policy", default=defaults.get("policy", "low_confidence"),
                    choices=["low_confidence", "random", "confidence", "entropy"])
