@@ -8,6 +8,7 @@ GET /health. Errors have OpenAI's body, `{"error": {"message", "type", "param", 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -56,12 +57,14 @@ def create_app(service: Service, shutdown_timeout: float = 30.0) -> FastAPI:
         return S.ModelList(data=[S.ModelCard(id=service.model_name, created=service.created)]).model_dump()
 
     @app.post("/v1/completions")
+    @contained
     async def completions(req: S.CompletionRequest, request: Request):
         service.check_model(req.model)
         ids = await run_in_threadpool(service.completion_ids, req)
         return await answer(request, service, req, ids, req.max_tokens, CompletionFormat(service.model_name))
 
     @app.post("/v1/chat/completions")
+    @contained
     async def chat_completions(req: S.ChatRequest, request: Request):
         service.check_model(req.model)
         ids = await run_in_threadpool(service.chat_ids, req)
@@ -224,6 +227,23 @@ class ChatFormat:
 
 
 # ------------------------------------------------------------------------------------------ errors
+
+
+def contained(route):
+    """Answer an unexpected error of a route as a 500 `ServeError`: an exception that reaches Starlette's
+    outermost middleware is re-raised to uvicorn, which then drops the client's keep-alive connection."""
+
+    @functools.wraps(route)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await route(*args, **kwargs)
+        except ServeError:
+            raise
+        except Exception as err:  # noqa: BLE001 - this request fails, the server goes on
+            logger.exception("request failed")
+            raise ServeError(500, f"internal error: {type(err).__name__}: {err}", kind="server_error") from err
+
+    return wrapper
 
 
 def error_response(status: int, message: str, kind: str, param=None, code=None) -> JSONResponse:

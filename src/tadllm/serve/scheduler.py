@@ -108,6 +108,7 @@ class Scheduler:
         self.state_factory = state_factory or self._new_state
         self.stats = Counter()
         self.live_rows = 0  # rows in the decoding states, updated by the worker after every change
+        self.num_open = 0  # submitted requests without their final event yet
         self._waiting: deque[Job] = deque()
         self._groups: dict[tuple, Group] = {}  # the worker's alone
         self._cv = threading.Condition()
@@ -141,12 +142,14 @@ class Scheduler:
                 raise QueueFull(f"the request queue is full ({len(self._waiting)} waiting, {self.live_rows} "
                                 f"decoding); retry later")
             self._waiting.append(job)
+            self.num_open += 1
             self._cv.notify()
 
     def cancel(self, job: Job) -> None:
         """Give up on a request (its client went away): the worker frees its row before the next step."""
         job.cancelled = True
         with self._cv:
+            self.stats["cancel_requests"] += 1
             self._cv.notify()
 
     def shutdown(self, timeout: float = 30.0) -> None:
@@ -155,7 +158,7 @@ class Scheduler:
             self._stopping = True
             self._cv.notify()
         deadline = time.monotonic() + timeout
-        while (self._waiting or self.live_rows) and time.monotonic() < deadline and self._alive():
+        while self.num_open and time.monotonic() < deadline and self._alive():
             time.sleep(0.02)
         with self._cv:
             self._abort = True
@@ -172,8 +175,13 @@ class Scheduler:
         import torch
 
         with torch.no_grad():  # grad mode is per thread
-            while self._round():
-                pass
+            while True:
+                try:
+                    if not self._round():
+                        return
+                except Exception as err:  # noqa: BLE001 - a bug here must not leave requests waiting forever
+                    logger.exception("the decoding worker failed")
+                    self._fail_live(500, f"the decoding worker failed: {type(err).__name__}: {err}")
 
     def _round(self) -> bool:
         with self._cv:
@@ -184,7 +192,8 @@ class Scheduler:
             else:
                 admitted = self._take_waiting()
         if admitted is None:
-            self._fail_everything()
+            self._fail_waiting(503, "the server is shutting down")
+            self._fail_live(503, "the server shut down before this request finished")
             return False
         self._drop_cancelled()
         for job in admitted:
@@ -198,7 +207,7 @@ class Scheduler:
         """Waiting jobs that fit into the batch now (called under the lock)."""
         for job in [j for j in self._waiting if j.cancelled]:
             self._waiting.remove(job)
-            self.stats["cancelled"] += 1
+            self._end(job, None, "cancelled")
         free = self.max_batch - sum(len(g.jobs) for g in self._groups.values())
         return [self._waiting.popleft() for _ in range(min(free, len(self._waiting)))]
 
@@ -207,7 +216,7 @@ class Scheduler:
             for handle, job in list(group.jobs.items()):
                 if job.cancelled:
                     self._release(key, handle)
-                    self.stats["cancelled"] += 1
+                    self._end(job, None, "cancelled")
         self._count_live()
 
     def _admit(self, job: Job) -> None:
@@ -217,8 +226,7 @@ class Scheduler:
             job.handle = group.state.add([job.prompt], [job.seed])[0]
         except Exception as err:  # noqa: BLE001 - this request fails, the others go on
             logger.exception("could not admit a request")
-            self._send(job, Failed(500, f"could not start decoding this request: {type(err).__name__}: {err}"))
-            self.stats["failed"] += 1
+            self._end(job, Failed(500, f"could not start decoding this request: {type(err).__name__}: {err}"))
             return
         self._groups[key] = group
         group.jobs[job.handle] = job
@@ -232,8 +240,7 @@ class Scheduler:
         except Exception as err:  # noqa: BLE001 - the rows of this group fail, other groups go on
             logger.exception("a decoding step failed")
             for job in group.jobs.values():
-                self._send(job, Failed(500, f"decoding failed: {type(err).__name__}: {err}"))
-                self.stats["failed"] += 1
+                self._end(job, Failed(500, f"decoding failed: {type(err).__name__}: {err}"))
             del self._groups[key]
             return
         self.stats["steps"] += 1
@@ -246,25 +253,24 @@ class Scheduler:
             except Exception as err:  # noqa: BLE001 - e.g. a detokenization error: this request only
                 logger.exception("a request failed after a step")
                 self._release(key, handle)
-                self._send(job, Failed(500, f"{type(err).__name__}: {err}"))
-                self.stats["failed"] += 1
+                self._end(job, Failed(500, f"{type(err).__name__}: {err}"))
 
     def _follow(self, key: tuple, handle: int, job: Job) -> None:
         """Look at the row's final tokens: end it at a stop string or at max_tokens, else stream what is new."""
-        ids = list(self._groups[key].state.final_prefix(handle))[: job.max_tokens]
+        ids = [int(t) for t in self._groups[key].state.final_prefix(handle)][: job.max_tokens]
         if len(ids) == job.seen:
             return
         job.seen = len(ids)
         text = self.codec.decode(ids)
         if find_stop(text, job.stops) is not None or len(ids) >= job.max_tokens:
-            self._finish(key, handle, job, ids, "length")
+            self._finish(key, handle, job, ids, "length")  # `_finish` makes it "stop" when a stop string cut it
             return
         self._stream(job, text[: sendable_length(text, job.stops)])
 
     def _complete(self, key: tuple, handle: int, job: Job) -> None:
         """The engine finished the row: its answer is the canvas before the first stop token."""
         result = self._groups[key].state.result(handle)
-        tokens, n = list(result.tokens), int(result.num_tokens)
+        tokens, n = [int(t) for t in result.tokens], int(result.num_tokens)
         reason = "stop" if n < len(tokens) else "length"
         if n > job.max_tokens:
             n, reason = job.max_tokens, "length"
@@ -278,8 +284,7 @@ class Scheduler:
         if cut is not None:
             text, reason = text[:cut], "stop"
             ids = ids[: tokens_for_chars(self.codec.decode, ids, cut)]
-        self._send(job, Done(text, reason, len(job.prompt), len(ids), nfe, time.perf_counter() - job.submitted))
-        self.stats["finished"] += 1
+        self._end(job, Done(text, reason, len(job.prompt), len(ids), nfe, time.perf_counter() - job.submitted))
 
     def _stream(self, job: Job, text: str) -> None:
         if job.stream and len(text) > len(job.sent) and text.startswith(job.sent):
@@ -287,11 +292,21 @@ class Scheduler:
             job.sent = text
 
     def _release(self, key: tuple, handle: int) -> None:
-        group = self._groups[key]
+        group = self._groups.get(key)
+        if group is None or handle not in group.jobs:  # already released (a failure after `_finish`)
+            return
         group.state.remove(handle)
         del group.jobs[handle]
         if not group.jobs:
             del self._groups[key]
+
+    def _end(self, job: Job, event, stat: str | None = None) -> None:
+        """The request's last event (None: its client is gone), counted as finished / failed / `stat`."""
+        if event is not None:
+            self._send(job, event)
+        self.stats[stat or ("finished" if isinstance(event, Done) else "failed")] += 1
+        with self._cv:
+            self.num_open -= 1
 
     def _send(self, job: Job, event) -> None:
         try:
@@ -301,14 +316,19 @@ class Scheduler:
 
     def _count_live(self) -> None:
         self.live_rows = sum(int(g.state.num_live) for g in self._groups.values())
+        self.stats["peak_rows"] = max(self.stats["peak_rows"], self.live_rows)
+        self.stats["peak_groups"] = max(self.stats["peak_groups"], len(self._groups))
 
-    def _fail_everything(self) -> None:
+    def _fail_waiting(self, status: int, message: str) -> None:
         with self._cv:
             waiting, self._waiting = list(self._waiting), deque()
         for job in waiting:
-            self._send(job, Failed(503, "the server is shutting down"))
-        for key, group in list(self._groups.items()):
-            for handle, job in list(group.jobs.items()):
-                self._release(key, handle)
-                self._send(job, Failed(503, "the server shut down before this request finished"))
+            self._end(job, Failed(status, message))
+
+    def _fail_live(self, status: int, message: str) -> None:
+        """End every decoding request; the states are dropped whole (one may be what failed)."""
+        groups, self._groups = self._groups, {}
+        for group in groups.values():
+            for job in group.jobs.values():
+                self._end(job, Failed(status, message))
         self._count_live()
