@@ -196,8 +196,7 @@ class Scheduler:
             self._fail_live(503, "the server shut down before this request finished")
             return False
         self._drop_cancelled()
-        for job in admitted:
-            self._admit(job)
+        self._admit(admitted)
         for key in list(self._groups):
             self._step(key)
         self._count_live()
@@ -219,19 +218,35 @@ class Scheduler:
                     self._end(job, None, "cancelled")
         self._count_live()
 
-    def _admit(self, job: Job) -> None:
-        key = group_key(job.config)
+    def _admit(self, jobs: list[Job]) -> None:
+        """Add the jobs to their groups' states, one `add` per group (one re-layout of its batch); when that
+        fails, job by job, so that only the job at fault fails."""
+        by_key: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            by_key.setdefault(group_key(job.config), []).append(job)
+        for key, batch in by_key.items():
+            try:
+                self._add(key, batch)
+            except Exception:  # noqa: BLE001 - retried one by one below
+                for job in batch:
+                    self._add_alone(key, job)
+        self._count_live()
+
+    def _add(self, key: tuple, jobs: list[Job]) -> None:
+        group = self._groups.get(key) or Group(self.state_factory(jobs[0].config))
+        handles = group.state.add([j.prompt for j in jobs], [j.seed for j in jobs])
+        self._groups[key] = group
+        for job, handle in zip(jobs, handles):
+            job.handle = handle
+            group.jobs[handle] = job
+        self.stats["admitted"] += len(jobs)
+
+    def _add_alone(self, key: tuple, job: Job) -> None:
         try:
-            group = self._groups.get(key) or Group(self.state_factory(job.config))
-            job.handle = group.state.add([job.prompt], [job.seed])[0]
+            self._add(key, [job])
         except Exception as err:  # noqa: BLE001 - this request fails, the others go on
             logger.exception("could not admit a request")
             self._end(job, Failed(500, f"could not start decoding this request: {type(err).__name__}: {err}"))
-            return
-        self._groups[key] = group
-        group.jobs[job.handle] = job
-        self.stats["admitted"] += 1
-        self._count_live()
 
     def _step(self, key: tuple) -> None:
         group = self._groups[key]
