@@ -216,7 +216,6 @@ class Scheduler:
                 if job.cancelled:
                     self._release(key, handle)
                     self._end(job, None, "cancelled")
-        self._count_live()
 
     def _admit(self, jobs: list[Job]) -> None:
         """Add the jobs to their groups' states, one `add` per group (one re-layout of its batch); when that
@@ -254,9 +253,10 @@ class Scheduler:
             finished = set(group.state.step())
         except Exception as err:  # noqa: BLE001 - the rows of this group fail, other groups go on
             logger.exception("a decoding step failed")
+            del self._groups[key]
+            self._count_live()
             for job in group.jobs.values():
                 self._end(job, Failed(500, f"decoding failed: {type(err).__name__}: {err}"))
-            del self._groups[key]
             return
         self.stats["steps"] += 1
         for handle, job in list(group.jobs.items()):
@@ -314,6 +314,7 @@ class Scheduler:
         del group.jobs[handle]
         if not group.jobs:
             del self._groups[key]
+        self._count_live()  # before the request hears back: its row is free by then
 
     def _end(self, job: Job, event, stat: str | None = None) -> None:
         """The request's last event (None: its client is gone), counted as finished / failed / `stat`."""
@@ -343,7 +344,7 @@ class Scheduler:
     def _fail_live(self, status: int, message: str) -> None:
         """End every decoding request; the states are dropped whole (one may be what failed)."""
         groups, self._groups = self._groups, {}
+        self._count_live()
         for group in groups.values():
             for job in group.jobs.values():
                 self._end(job, Failed(status, message))
-        self._count_live()
