@@ -4,7 +4,7 @@
     python benchmarks/bench_serve.py --model src/tadllm/assets/testbed-teacher --device cuda --out runs/bench
     python benchmarks/bench_serve.py --small --out runs/bench          # CPU smoke run (tiny random LLaDA)
 
-The server runs in a child process (this script with `--serve`), so the clients (asyncio, the `openai`
+The server runs in a child process (this script with `--serve`), so the clients (threads with the `openai`
 package, streaming) do not compete with the decoding worker for the interpreter. Every level sends the same
 requests — prompts of mixed lengths — through N clients, each sending its next request when its last one ended
 (closed loop); level 1 is serving them one at a time. A few warm-up requests go first (not measured).
@@ -24,7 +24,6 @@ ratio) and `p95 / lone` (p95 latency over the median latency of a lone request).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -37,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, table, write_json  # noqa: E402
+from common import table, write_json  # noqa: E402
 
 SERVED_NAME = "bench"
 
@@ -138,6 +137,7 @@ def serve(args) -> int:
     from tadllm.serve.app import create_app
     from tadllm.serve.cli import build_service
 
+    exit_with_parent()
     model, tokenizer, family = load_model(args)
     service = build_service(model, tokenizer, family, decode_config(args, testbed_meta(args)), SERVED_NAME,
                             max_batch=args.max_batch, max_queue=max(args.requests, 1) + args.warmup)
@@ -146,9 +146,26 @@ def serve(args) -> int:
     return 0
 
 
+def exit_with_parent() -> None:
+    """Stop this server when the benchmark that started it is gone (killed, or timed out)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def start_server(args, port: int) -> subprocess.Popen:
     cmd = [sys.executable, str(Path(__file__).resolve()), *args.forward, "--serve", "--port", str(port)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    import tadllm
+
+    src = Path(tadllm.__file__).resolve().parents[1]  # the child imports the tadllm this process imports
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + args.timeout
     while True:
@@ -192,18 +209,18 @@ def make_prompts(args, n: int) -> list:
         from tadllm.tasks.arith import ArithSpec, sample_problem
 
         spec = ArithSpec(min_ops=meta["min_ops"], max_ops=meta["max_ops"], commute=meta.get("commute", 0.0))
-        return [sample_problem(rng, spec).prompt() for _ in range(n)]
+        return [sample_problem(rng, spec).prompt for _ in range(n)]
     low = 16  # clear of the special ids at the start of the vocabulary (also the tiny model's eos / pad)
     high = 500 if args.small else 126000  # below the mask id of LLaDA (126336) and of the tiny model (511)
     lengths = args.prompt_lengths
     return [[rng.randrange(low, high) for _ in range(lengths[i % len(lengths)])] for i in range(n)]
 
 
-async def one_request(client, prompt) -> dict:
+def one_request(client, prompt) -> dict:
     start, first, usage = time.perf_counter(), None, None
-    stream = await client.completions.create(model=SERVED_NAME, prompt=prompt, stream=True,
-                                             stream_options={"include_usage": True})
-    async for chunk in stream:
+    stream = client.completions.create(model=SERVED_NAME, prompt=prompt, stream=True,
+                                       stream_options={"include_usage": True})
+    for chunk in stream:
         usage = chunk.usage or usage
         if first is None and any(c.text for c in chunk.choices):
             first = time.perf_counter() - start
@@ -212,21 +229,34 @@ async def one_request(client, prompt) -> dict:
             "nfe": extra.get("nfe"), "prompt_tokens": usage.prompt_tokens}
 
 
-async def run_level(url: str, prompts: list, clients: int) -> tuple[list[dict], float]:
-    from openai import AsyncOpenAI
+def run_level(url: str, prompts: list, clients: int) -> tuple[list[dict], float]:
+    """`clients` threads, each sending the next request of `prompts` when its last one ended. (Threads with
+    the blocking client: the `openai` package's asyncio client added ~0.6 s to every request here.)"""
+    import queue
+    import threading
 
-    queue: asyncio.Queue = asyncio.Queue()
+    from openai import OpenAI
+
+    todo: queue.Queue = queue.Queue()
     for prompt in prompts:
-        queue.put_nowait(prompt)
+        todo.put(prompt)
     rows: list[dict] = []
-    async with AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=3600) as client:
+    with OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=3600) as client:
 
-        async def worker():
-            while not queue.empty():
-                rows.append(await one_request(client, queue.get_nowait()))
+        def worker():
+            while True:
+                try:
+                    prompt = todo.get_nowait()
+                except queue.Empty:
+                    return
+                rows.append(one_request(client, prompt))
 
+        threads = [threading.Thread(target=worker) for _ in range(clients)]
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         return rows, time.perf_counter() - start
 
 
@@ -258,15 +288,15 @@ def compare(levels: list[dict]) -> None:
 
 
 def bench(args) -> dict:
+    prompts, warmup = make_prompts(args, args.requests), make_prompts(args, args.warmup)
     port = free_port()
     proc = start_server(args, port)
     url = f"http://127.0.0.1:{port}"
-    prompts = make_prompts(args, args.requests)
     levels = []
     try:
-        asyncio.run(run_level(url, make_prompts(args, args.warmup), max(args.warmup, 1)))
+        run_level(url, warmup, max(args.warmup, 1))
         for clients in sorted(set(args.clients)):
-            rows, wall = asyncio.run(run_level(url, prompts, clients))
+            rows, wall = run_level(url, prompts, clients)
             levels.append(summarise(clients, rows, wall))
             print(f"[bench_serve] {clients} clients: {levels[-1]['tok/s']:.1f} tok/s", flush=True)
     finally:
