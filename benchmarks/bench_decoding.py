@@ -54,7 +54,7 @@ from tadllm.decoding.graphs import CUDAGraphModel  # noqa: E402
 
 class TimedModel(nn.Module):
     """Synchronises the device around each forward and records its time and kind (refresh / cached / full).
-    Unwraps like a peft model so that the decoding loop's cache-support check sees the LLaDA inside."""
+    Unwraps like a peft model (the cache-support check names the model inside in its errors)."""
 
     def __init__(self, model, device):
         super().__init__()

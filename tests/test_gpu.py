@@ -74,7 +74,8 @@ def test_cuda_graphs_decode_the_same_tokens(cache, multi_block):
 def test_graphs_of_the_compiled_model_decode_the_chains(cache):
     """`--compile --cuda-graphs` on CUDA: graphs of torch.compile(dynamic=True) decode the correct chains."""
     from tadllm.decoding import DecodeConfig, generate
-    from tadllm.models import cuda_graph_model, load_model
+    from tadllm.decoding.graphs import cuda_graph_model
+    from tadllm.models import load_model
     from tadllm.testbed.quickstart import BUNDLED_TEACHER
 
     model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="bfloat16", device="cuda")
@@ -147,3 +148,58 @@ def test_decoding_commands_fuse_projections_on_cuda_with_the_same_tokens(cache):
         assert model.model.transformer.blocks[0]._fused is not None
         out = generate(fast, family, prompts, cfg)
         assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.nfe, ref.nfe)
+
+
+@pytest.mark.parametrize("cache", ["none", "dual"])
+def test_rows_admitted_mid_way_decode_as_alone_on_cuda(cache):
+    """`DecodeState` on CUDA, eager and under CUDA graphs: a longer prompt joins a running batch (every row is
+    re-padded), a row leaves mid-way; each remaining row gets the tokens, reveal steps and NFE it gets alone,
+    and (no cache) a step in the steady stretch waits for the device once (with the cache, a step whose rows
+    are at different blocks splits into refresh and cached rows, which waits more)."""
+    import warnings
+
+    from tadllm.decoding import DecodeConfig, DecodeState
+    from tadllm.decoding.graphs import CUDAGraphModel
+    from tadllm.models import load_model
+    from tadllm.testbed.quickstart import BUNDLED_TEACHER
+
+    model, tokenizer, family = load_model(BUNDLED_TEACHER, dtype="float32", device="cuda")
+    texts = ("start 5 add 7 mul 3", "start 74 add 29 mul 6", "start 15 add 27 mul 3 add 118", "start 1 add 2")
+    prompts = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    cfg = DecodeConfig(gen_length=64, block_length=16, policy="confidence", threshold=0.9, stop_at_eos=True,
+                       use_cache=cache)
+
+    def alone(prompt):
+        state = DecodeState(model, family, cfg)
+        (h,) = state.add([prompt])
+        while state.num_live:
+            state.step()
+        return state.result(h)
+
+    refs = [alone(p) for p in prompts]
+    for runner in (model, CUDAGraphModel(model, capture_after=1)):
+        state = DecodeState(runner, family, cfg)
+        handles = state.add(prompts[:2])
+        state.step()
+        state.step()
+        handles += state.add(prompts[2:])  # the longest prompt joins: every row is re-padded
+        state.step()
+        state.remove(handles[3])
+        state.step()
+        syncs = 0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                for _ in range(3):
+                    state.step()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            syncs = sum("synchroniz" in str(w.message) for w in caught)
+        assert cache != "none" or syncs <= 3, syncs
+        while state.num_live:
+            state.step()
+        for i in range(3):
+            got = state.result(handles[i])
+            assert got.tokens == refs[i].tokens and got.reveal_step == refs[i].reveal_step, (runner, i)
+            assert got.nfe == refs[i].nfe

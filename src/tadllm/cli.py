@@ -33,9 +33,11 @@ COMMANDS = {
 
 def add_decoding_args(parser: argparse.ArgumentParser, **defaults) -> None:
     """Decoding options shared by `generate`, `eval`, `trajectories` and `serve`."""
+    from .decoding.cache import USE_CACHE
+    from .decoding.policies import POLICIES
+
     g = parser.add_argument_group("decoding")
-    g.add_argument("--policy", default=defaults.get("policy", "low_confidence"),
-                   choices=["low_confidence", "random", "confidence", "entropy"])
+    g.add_argument("--policy", default=defaults.get("policy", "low_confidence"), choices=list(POLICIES))
     g.add_argument("--threshold", type=float, default=defaults.get("threshold"),
                    help="entropy (nats, reveal below) or confidence (reveal above) threshold")
     g.add_argument("--steps", type=int, default=None, help="fixed-count policies: total steps (default gen-length)")
@@ -49,7 +51,7 @@ def add_decoding_args(parser: argparse.ArgumentParser, **defaults) -> None:
                    help="which opened blocks reveal tokens: every opened block (the reference's rule) or only "
                         "fully active ones (an earlier tadllm rule)")
     g.add_argument("--no-stop-at-eos", action="store_true", help="decode the whole length even after EOS")
-    g.add_argument("--use-cache", default="none", choices=["none", "prefix", "dual"],
+    g.add_argument("--use-cache", default="none", choices=list(USE_CACHE),
                    help="Fast-dLLM KV cache (native LLaDA only; docs/performance.md)")
     g.add_argument("--seed", type=int, default=0)
     return g
@@ -87,7 +89,7 @@ def accelerate_decoding(model, args):
     native LLaDA on a GPU also gets fused q/k/v and ff/up matmuls (`LLaDAModelLM.fuse_projections`; these
     commands never save the model)."""
     from .decoding.cache import _base_model
-    from .models import compile_model, cuda_graph_model
+    from .decoding.graphs import compile_model, cuda_graph_model
 
     base = _base_model(model)
     if hasattr(base, "fuse_projections") and next(base.parameters()).device.type == "cuda":

@@ -9,7 +9,7 @@ from torch import nn
 from tadllm.decoding import DecodeConfig, generate
 from tadllm.decoding.cache import BlockKVCache, check_cache_support
 from tadllm.decoding.loop import left_pad
-from tadllm.models.family import ModelFamily
+from tadllm.models.family import ModelFamily, resolve_family
 
 from tadtest import check_decode_accounting, decoding_cases, tiny_llada_config
 
@@ -245,9 +245,13 @@ def test_cache_needs_native_llada(fixture_model):
             return model(input_ids, attention_mask=attention_mask)
 
     other = Other()
-    with pytest.raises(ValueError, match="native LLaDA"):
-        generate(other, family, PROMPTS, replace(CONFIGS["low_confidence"], use_cache="prefix"))
-    assert generate(other, family, PROMPTS[:1], DecodeConfig(gen_length=8, block_length=8)).nfe.tolist() == [8]
+    # the family says whether the cache can run: a LLaDA checkpoint loaded with its remote code has no cache
+    assert family.supports_kv_cache
+    remote = resolve_family(model.config, native=False)
+    assert not remote.supports_kv_cache
+    with pytest.raises(ValueError, match="native LLaDA.*this model is Other"):
+        generate(other, remote, PROMPTS, replace(CONFIGS["low_confidence"], use_cache="prefix"))
+    assert generate(other, remote, PROMPTS[:1], DecodeConfig(gen_length=8, block_length=8)).nfe.tolist() == [8]
     shifted = ModelFamily("dream", family.mask_token_id, family.eos_token_id, family.pad_token_id,
                           shift_logits=True)
     with pytest.raises(ValueError, match="shift"):

@@ -21,14 +21,17 @@ The state is per row, so a batch whose rows are at different blocks is handled c
 rows that need a refresh run one full forward together, the others one cached forward together (every row
 still runs exactly one forward per step). Rows whose cached windows differ in start or length are padded
 to the longest window; padded query positions and cached positions that are not part of a row's context
-are removed with the key mask, so each row computes exactly what it would alone.
+are removed with the key mask, so each row computes exactly what it would alone. Rows join and leave between
+steps (`add_rows`, `drop_row`, `pad_left`: a `DecodeState` admitting a longer prompt pads every row on the
+left); a joining row's block is -1, so its first step refreshes it.
+
+`CACHE_KINDS` maps each `use_cache` name to its class (`USE_CACHE`: the names with `none`); a new kind is
+a class with `BlockKVCache`'s methods, registered there.
 """
 
 from __future__ import annotations
 
 import torch
-
-CACHE_MODES = ("prefix", "dual")
 
 
 def _base_model(model):
@@ -49,22 +52,21 @@ def _base_model(model):
 
 
 def check_cache_support(model, family, mode: str) -> None:
-    """Raise ValueError when `mode` is a cache mode and `model` cannot run it."""
+    """Raise ValueError when `mode` is a cache mode and the model's family cannot run it
+    (`ModelFamily.supports_kv_cache`)."""
     if mode == "none":
         return
-    if mode not in CACHE_MODES:
-        raise ValueError(f"use_cache must be none, prefix or dual, got {mode!r}")
-    from ..models.llada import LLaDAModelLM
-
-    base = _base_model(model)
-    if not isinstance(base, LLaDAModelLM):
-        raise ValueError(
-            f"use_cache={mode!r} needs a native LLaDA model (tadllm.models.llada.LLaDAModelLM, loaded without "
-            f"remote code); this model is {type(base).__name__} (family {getattr(family, 'name', '?')!r}), "
-            f"which has no KV-cache support in tadllm. Use use_cache='none' (CLI: --use-cache none).")
+    if mode not in CACHE_KINDS:
+        raise ValueError(f"use_cache must be {', '.join(USE_CACHE[:-1])} or {USE_CACHE[-1]}, got {mode!r}")
     if getattr(family, "shift_logits", False):
         raise ValueError(f"use_cache={mode!r} does not support shifted-logit families (family "
                          f"{family.name!r} has shift_logits=True); use use_cache='none'")
+    if not getattr(family, "supports_kv_cache", False):
+        raise ValueError(
+            f"use_cache={mode!r} needs a native LLaDA model (tadllm.models.llada.LLaDAModelLM, loaded without "
+            f"remote code); this model is {type(_base_model(model)).__name__} (family "
+            f"{getattr(family, 'name', '?')!r}), which has no KV-cache support in tadllm. Use use_cache='none' "
+            f"(CLI: --use-cache none).")
 
 
 class BlockKVCache:
@@ -72,31 +74,41 @@ class BlockKVCache:
 
     `prompt_len` P and `gen_len` L: the batch is `(B, P + L)` with the generation at columns `P..P+L-1`.
     `attention_mask` (B, P + L) covers the left padding; `positions` (B, P + L) are the RoPE positions the
-    uncached forward uses (None = 0..T-1, the model's default).
+    uncached forward uses (None = 0..T-1, the model's default). `padded`: whether any key is masked (computed
+    from the mask when None; a caller that knows it spares the host read).
     """
 
     def __init__(self, mode: str, prompt_len: int, gen_len: int, attention_mask: torch.Tensor,
-                 positions: torch.Tensor | None = None):
-        if mode not in CACHE_MODES:
-            raise ValueError(f"cache mode must be one of {CACHE_MODES}, got {mode!r}")
+                 positions: torch.Tensor | None = None, padded: bool | None = None):
+        if mode not in CACHE_KINDS:
+            raise ValueError(f"cache mode must be one of {tuple(CACHE_KINDS)}, got {mode!r}")
         self.mode = mode
-        self.P, self.L = prompt_len, gen_len
+        self.L = gen_len
+        B = attention_mask.shape[0]
+        device = attention_mask.device
+        self._adopt(attention_mask, positions, padded)
+        if self.P != prompt_len:
+            raise ValueError(f"attention_mask has {self.T} columns, not prompt_len {prompt_len} + gen_len {gen_len}")
+        self.block = torch.full((B,), -1, dtype=torch.long, device=device)
+        self.keys: list[torch.Tensor] | None = None  # per layer (B, kv_heads, T, head_dim)
+        self.values: list[torch.Tensor] | None = None
+        self._kv_buffer = None  # the CUDA-graph wrapper's buffer allocator, once a refresh has seen it
+        # statistics: forwards per row of each kind (refresh + cached = NFE of the row)
+        self.refreshes = torch.zeros(B, dtype=torch.long, device=device)
+        self.cached = torch.zeros(B, dtype=torch.long, device=device)
+
+    def _adopt(self, attention_mask: torch.Tensor, positions: torch.Tensor | None, padded: bool | None) -> None:
+        """Take the batch's mask and positions (at the start and after every change of rows or columns)."""
         B, T = attention_mask.shape
-        self.B, self.T = B, T
+        self.B, self.T, self.P = B, T, T - self.L
         self.attn = attention_mask.long()
         self.key_ok = attention_mask.bool()
         # Unpadded batches pass no mask where none is needed, so attention can use its fastest kernel.
-        self.padded = not bool(self.key_ok.all())
+        self.padded = not bool(self.key_ok.all()) if padded is None else padded
         if positions is None:
             positions = torch.arange(T, device=attention_mask.device).expand(B, T)
         self.positions = positions
-        self.block = torch.full((B,), -1, dtype=torch.long, device=attention_mask.device)
-        self.keys: list[torch.Tensor] | None = None  # per layer (B, kv_heads, T, head_dim)
-        self.values: list[torch.Tensor] | None = None
         self._views: dict = {}  # window start -> per-layer (keys, values, start) of the whole batch
-        # statistics: forwards per row of each kind (refresh + cached = NFE of the row)
-        self.refreshes = torch.zeros(B, dtype=torch.long, device=attention_mask.device)
-        self.cached = torch.zeros(B, dtype=torch.long, device=attention_mask.device)
 
     # ------------------------------------------------------------------------------------------ API
     def plan(self, block: torch.Tensor, win_start: torch.Tensor, win_end: torch.Tensor,
@@ -150,6 +162,45 @@ class BlockKVCache:
         self.block[rows] = block
         return logits, (ws_min if ws_min == ws_max else None)
 
+    # ----------------------------------------------------------- rows joining and leaving between steps
+    def add_rows(self, n: int, attention_mask: torch.Tensor, positions: torch.Tensor | None, padded: bool) -> None:
+        """`n` rows appended to the batch (the mask and positions given are the whole new batch's). Their block
+        is -1: their first step refreshes them."""
+        self.block = torch.cat([self.block, self.block.new_full((n,), -1)])
+        self.refreshes = torch.cat([self.refreshes, self.refreshes.new_zeros(n)])
+        self.cached = torch.cat([self.cached, self.cached.new_zeros(n)])
+        self._reshape(lambda t: torch.cat([t, t.new_zeros((n,) + tuple(t.shape[1:]))]))
+        self._adopt(attention_mask, positions, padded)
+
+    def drop_row(self, i: int, attention_mask: torch.Tensor, positions: torch.Tensor | None, padded: bool) -> None:
+        """Row `i` left the batch."""
+        drop = lambda t: torch.cat([t[:i], t[i + 1:]])  # noqa: E731 - slices: no index tensor to copy over
+        self.block, self.refreshes, self.cached = drop(self.block), drop(self.refreshes), drop(self.cached)
+        self._reshape(drop)
+        self._adopt(attention_mask, positions, padded)
+
+    def pad_left(self, n: int, attention_mask: torch.Tensor, positions: torch.Tensor | None, padded: bool) -> None:
+        """`n` > 0 padding columns added on the left of every row (a longer prompt joined), or -`n` dropped.
+        The cached keys/values stay valid: RoPE positions come from the mask, which padding does not shift."""
+        def pad(t):
+            if n < 0:
+                return t[:, :, -n:].contiguous()
+            return torch.cat([t.new_zeros(t.shape[:2] + (n,) + tuple(t.shape[3:])), t], dim=2)
+
+        self._reshape(pad)
+        self._adopt(attention_mask, positions, padded)
+
+    def _reshape(self, change) -> None:
+        """Apply `change` to every layer's keys and values (kept in the CUDA-graph wrapper's buffers under one)."""
+        if self.keys is None:
+            return
+        keys, values = [change(k) for k in self.keys], [change(v) for v in self.values]
+        if self._kv_buffer is not None:
+            own = lambda name, t: self._kv_buffer(name, t.shape, t.dtype, t.device).copy_(t)  # noqa: E731
+            keys = [own(("k", i), k) for i, k in enumerate(keys)]
+            values = [own(("v", i), v) for i, v in enumerate(values)]
+        self.keys, self.values = keys, values
+
     # ------------------------------------------------------------------------------------ internals
     def _refresh(self, model, x, rows, win_start, W, head):
         n = rows.numel()
@@ -169,7 +220,7 @@ class BlockKVCache:
         self._views = {}
         # Under CUDA graphs the keys/values live in the wrapper's persistent buffers: a replay's outputs are
         # overwritten by the next replay, and cached steps then read the buffers without a copy.
-        kv_buffer = getattr(model, "kv_buffer", None)
+        kv_buffer = self._kv_buffer = getattr(model, "kv_buffer", None)
         if self.keys is None:
             if everything and kv_buffer is None:
                 self.keys, self.values = [k for k, _ in kv], [v for _, v in kv]
@@ -243,6 +294,11 @@ class BlockKVCache:
                     kv_cache=past, logits_range=(0, W))
         self.cached[rows] += 1
         return out.logits
+
+
+# ------------------------------------------------------------------------------------------ kinds
+CACHE_KINDS = {"prefix": BlockKVCache, "dual": BlockKVCache}
+USE_CACHE = ("none", *CACHE_KINDS)
 
 
 def scatter_window(values: torch.Tensor, win_start: torch.Tensor, lo: int, hi: int, fill) -> torch.Tensor:

@@ -1,13 +1,25 @@
-"""`DecodeConfig`: every knob of the decoding engine in one validated dataclass."""
+"""`DecodeConfig`: every knob of the decoding engine in one validated dataclass.
+
+The policy names and their options' checks come from the policy registry (`policies.POLICIES`), the cache
+kinds from `cache.USE_CACHE`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-POLICIES = ("low_confidence", "random", "confidence", "entropy")
-FIXED_COUNT_POLICIES = ("low_confidence", "random")
-THRESHOLD_POLICIES = ("confidence", "entropy")
+from .cache import USE_CACHE
+from .policies import POLICIES
+
+FIXED_COUNT_POLICIES = tuple(name for name, p in POLICIES.items() if p.fixed_count)
+THRESHOLD_POLICIES = tuple(name for name, p in POLICIES.items() if not p.fixed_count)
 MULTI_BLOCK_REVEAL = ("opened", "activated")
+
+
+def one_of(names) -> str:
+    """'a, b or c'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 @dataclass
@@ -62,23 +74,7 @@ class DecodeConfig:
             raise ValueError(f"block_length {self.block_length} must divide gen_length {self.gen_length}")
         if self.policy not in POLICIES:
             raise ValueError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
-        if self.policy in FIXED_COUNT_POLICIES:
-            steps = self.gen_length if self.steps is None else self.steps
-            if steps <= 0 or self.gen_length % steps:
-                raise ValueError(f"steps {steps} must be > 0 and divide gen_length {self.gen_length}")
-            if steps % self.num_blocks:
-                raise ValueError(f"steps {steps} must be a multiple of the number of blocks {self.num_blocks} "
-                                 f"(gen_length {self.gen_length} / block_length {self.block_length})")
-            self.steps = steps
-            if self.multi_block:
-                raise ValueError("multi_block decoding needs a threshold policy (confidence or entropy)")
-        else:
-            if self.threshold is None:
-                raise ValueError(f"policy {self.policy!r} needs a threshold")
-            if self.policy == "confidence" and not 0.0 < self.threshold <= 1.0:
-                raise ValueError(f"confidence threshold must be in (0, 1], got {self.threshold}")
-            if self.policy == "entropy" and not self.threshold > 0.0:
-                raise ValueError(f"entropy threshold must be > 0 (nats), got {self.threshold}")
+        POLICIES[self.policy].validate(self)
         for name in ("block_add_threshold", "decoded_token_threshold"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -88,8 +84,8 @@ class DecodeConfig:
                              f"got {self.multi_block_reveal!r}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.use_cache not in ("none", "prefix", "dual"):
-            raise ValueError(f"use_cache must be none, prefix or dual, got {self.use_cache!r}")
+        if self.use_cache not in USE_CACHE:
+            raise ValueError(f"use_cache must be {one_of(USE_CACHE)}, got {self.use_cache!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

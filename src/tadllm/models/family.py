@@ -30,6 +30,9 @@ class ModelFamily:
     lora_target_modules: list[str] = field(default_factory=list)
     supports_position_ids: bool = False
     supports_logits_range: bool = False  # forward(logits_range=(a, b)) computes the head on a slice only
+    # forward(use_cache=True) returns rotated keys/values and forward(kv_cache=...) attends over them: the
+    # decoding's prefix / dual KV cache (tadllm.decoding.cache) can run
+    supports_kv_cache: bool = False
 
     @property
     def stop_token_ids(self) -> list[int]:
@@ -104,9 +107,10 @@ def resolve_family(config, tokenizer=None, mask_token_id: int | None = None, shi
     if eot == eos:
         eot = None
     if kind == "llada":
+        # tadllm's own LLaDA class has the KV-cache arguments; the checkpoint's remote code does not
         return ModelFamily("llada", mask, eos, pad, eot, shift_logits=bool(shift_logits),
                            lora_target_modules=list(LLADA_LORA_TARGETS), supports_position_ids=native,
-                           supports_logits_range=native)
+                           supports_logits_range=native, supports_kv_cache=native and not shift_logits)
     if kind == "dream":
         # Dream's forward (native, and the reference remote code) takes `position_ids`; its own sampler
         # passes positions that skip the left padding, so the engine does too.

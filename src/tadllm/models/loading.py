@@ -194,25 +194,3 @@ def _load_remote(name_or_path: str, kwargs: dict):
         except (ValueError, KeyError, OSError) as err:
             errors.append(f"{auto.__name__}: {err}")
     raise ValueError(f"could not load {name_or_path} with remote code:\n" + "\n".join(errors))
-
-
-def compile_model(model, dynamic: bool | None = None):
-    """`torch.compile` for decoding (optional): measured 2.7x faster uncached decoding at batch 1 on an H200
-    for a 1.65B LLaDA (benchmarks/RESULTS.md). Shapes change with the prompt length and the cache window:
-    by default the first calls of a new shape recompile (then torch marks the changing sizes dynamic);
-    `dynamic=True` compiles shape-generic code once per kind of forward (what CUDA graphs on top need)."""
-    return torch.compile(model, dynamic=dynamic)
-
-
-def cuda_graph_model(model, max_graphs: int = 64, compile: bool = False, capture_after: int = 2):
-    """Wrap `model` so that decoding forwards replay CUDA graphs (optional; see tadllm.decoding.graphs). Needs
-    the model on a CUDA device. `compile=True` captures the graphs of `torch.compile(model, dynamic=True)`:
-    fused kernels (fewer, so less per-kernel latency at batch 1) replayed without launch overhead."""
-    from ..decoding.graphs import CUDAGraphModel
-
-    device = next(model.parameters()).device
-    if device.type != "cuda":
-        raise ValueError(f"--cuda-graphs needs the model on a CUDA device (it is on {device}); drop the flag "
-                         "or pass --device cuda")
-    return CUDAGraphModel(compile_model(model, dynamic=True) if compile else model, max_graphs=max_graphs,
-                          capture_after=capture_after)

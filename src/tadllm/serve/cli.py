@@ -62,7 +62,7 @@ def build_service(model, tokenizer, family, config, model_name: str, max_batch: 
                   aliases: tuple = ()):
     """A `Service` (scheduler not started) for a loaded model; used by `tad serve`, the tests and the bench."""
     from ..decoding.cache import _base_model, check_cache_support
-    from ..decoding.loop import max_positions
+    from ..decoding.state import max_positions
     from .scheduler import Scheduler
     from .service import Service
     from .text import TextCodec

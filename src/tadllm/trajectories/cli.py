@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--block-length", type=int, default=32)
     g.add_argument("--steps", type=int, default=None, help="decoding steps (default: gen length = 1 token/step)")
     g.add_argument("--temperature", type=float, default=0.7, help="0.7 for math, 0 for code in the release")
-    g.add_argument("--policy", default="low_confidence", choices=POLICIES)
+    g.add_argument("--policy", default="low_confidence", choices=list(POLICIES))
     g.add_argument("--threshold", type=float, default=None, help="for the confidence / entropy policies")
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, help="output directory (resumed when it exists)")
