@@ -4,8 +4,9 @@
     python benchmarks/bench_serve.py --model src/tadllm/assets/testbed-teacher --device cuda --out runs/bench
     python benchmarks/bench_serve.py --small --out runs/bench          # CPU smoke run (tiny random LLaDA)
 
-The server runs in a child process (this script with `--serve`), so the clients (threads with the `openai`
-package, streaming) do not compete with the decoding worker for the interpreter. Every level sends the same
+The server runs in a child process (this script with `--serve`), so the clients (threads, each streaming
+over a plain HTTP connection) do not compete with the decoding worker for the interpreter; the client side
+needs nothing beyond the standard library. Every level sends the same
 requests — prompts of mixed lengths — through N clients, each sending its next request when its last one ended
 (closed loop); level 1 is serving them one at a time. A few warm-up requests go first (not measured).
 
@@ -62,6 +63,9 @@ def parse_args(argv=None):
                    help="default dual on a GPU with a native LLaDA, else none")
     p.add_argument("--cuda-graphs", action="store_true")
     p.add_argument("--max-batch", type=int, default=None, help="default: the largest level")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of the server (default 1 on the CPU: OpenMP threads spinning on every "
+                        "core starve the server's HTTP thread, and latencies jump by seconds)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds for the server to come up")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the child process
     p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
@@ -85,6 +89,8 @@ def fill_defaults(args) -> None:
         args.dtype = "float32" if args.device == "cpu" else "bfloat16"
     if args.max_batch is None:
         args.max_batch = max(args.clients)
+    if args.threads is None and args.device == "cpu":
+        args.threads = 1
     if args.use_cache is None:
         args.use_cache = "dual" if args.device != "cpu" and args.model is None else "none"
 
@@ -138,6 +144,10 @@ def serve(args) -> int:
     from tadllm.serve.cli import build_service
 
     exit_with_parent()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     model, tokenizer, family = load_model(args)
     service = build_service(model, tokenizer, family, decode_config(args, testbed_meta(args)), SERVED_NAME,
                             max_batch=args.max_batch, max_queue=max(args.requests, 1) + args.warmup)
@@ -216,48 +226,65 @@ def make_prompts(args, n: int) -> list:
     return [[rng.randrange(low, high) for _ in range(lengths[i % len(lengths)])] for i in range(n)]
 
 
-def one_request(client, prompt) -> dict:
+def one_request(port: int, prompt) -> dict:
+    """One streamed completion over a plain HTTP connection: latency, time to the first text, usage."""
+    import http.client
+
+    body = json.dumps({"model": SERVED_NAME, "prompt": prompt, "stream": True,
+                       "stream_options": {"include_usage": True}})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
     start, first, usage = time.perf_counter(), None, None
-    stream = client.completions.create(model=SERVED_NAME, prompt=prompt, stream=True,
-                                       stream_options={"include_usage": True})
-    for chunk in stream:
-        usage = chunk.usage or usage
-        if first is None and any(c.text for c in chunk.choices):
-            first = time.perf_counter() - start
-    extra = usage.model_extra or {}
-    return {"latency_s": time.perf_counter() - start, "ttft_s": first, "tokens": usage.completion_tokens,
-            "nfe": extra.get("nfe"), "prompt_tokens": usage.prompt_tokens}
+    try:
+        conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:500]!r}")
+        for line in resp:
+            if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(f"the server failed a request: {chunk['error']}")
+            usage = chunk.get("usage") or usage
+            if first is None and any(c.get("text") for c in chunk["choices"]):
+                first = time.perf_counter() - start
+    finally:
+        conn.close()
+    return {"latency_s": time.perf_counter() - start, "ttft_s": first, "tokens": usage["completion_tokens"],
+            "nfe": usage["nfe"], "prompt_tokens": usage["prompt_tokens"]}
 
 
-def run_level(url: str, prompts: list, clients: int) -> tuple[list[dict], float]:
-    """`clients` threads, each sending the next request of `prompts` when its last one ended. (Threads with
-    the blocking client: the `openai` package's asyncio client added ~0.6 s to every request here.)"""
+def run_level(port: int, prompts: list, clients: int) -> tuple[list[dict], float]:
+    """`clients` threads, each sending the next request of `prompts` when its last one ended."""
     import queue
     import threading
-
-    from openai import OpenAI
 
     todo: queue.Queue = queue.Queue()
     for prompt in prompts:
         todo.put(prompt)
     rows: list[dict] = []
-    with OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=3600) as client:
+    errors: list[BaseException] = []
 
-        def worker():
-            while True:
-                try:
-                    prompt = todo.get_nowait()
-                except queue.Empty:
-                    return
-                rows.append(one_request(client, prompt))
+    def worker():
+        while not errors:
+            try:
+                prompt = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                rows.append(one_request(port, prompt))
+            except BaseException as err:  # noqa: BLE001 - reported below, after the other threads stop
+                errors.append(err)
 
-        threads = [threading.Thread(target=worker) for _ in range(clients)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return rows, time.perf_counter() - start
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return rows, time.perf_counter() - start
 
 
 def quantile(values: list[float], q: float) -> float | None:
@@ -291,12 +318,11 @@ def bench(args) -> dict:
     prompts, warmup = make_prompts(args, args.requests), make_prompts(args, args.warmup)
     port = free_port()
     proc = start_server(args, port)
-    url = f"http://127.0.0.1:{port}"
     levels = []
     try:
-        run_level(url, warmup, max(args.warmup, 1))
+        run_level(port, warmup, max(args.warmup, 1))
         for clients in sorted(set(args.clients)):
-            rows, wall = run_level(url, prompts, clients)
+            rows, wall = run_level(port, prompts, clients)
             levels.append(summarise(clients, rows, wall))
             print(f"[bench_serve] {clients} clients: {levels[-1]['tok/s']:.1f} tok/s", flush=True)
     finally:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from servetest import PROMPTS, reference
-from tadllm.serve.scheduler import Done, Failed, Job, Scheduler, ShuttingDown, group_key
+from tadllm.serve.scheduler import Done, Failed, Job, Scheduler, ShuttingDown, final_prefixes, group_key
 from tadllm.serve.text import find_stop, sendable_length, tokens_for_chars
 
 
@@ -63,6 +63,23 @@ def test_shutdown_timeout_fails_what_is_left(teacher, base_config):
     assert not sched._thread.is_alive() and sched.live_rows == 0
     for events in (decoding, waiting):
         assert isinstance(events[-1], Failed) and events[-1].status == 503
+
+
+def test_final_prefixes_read_together_match_the_state_row_by_row(teacher, base_config):
+    from tadllm.decoding import DecodeState
+
+    model, tokenizer, family = teacher
+    state = DecodeState(model, family, base_config)
+    handles = state.add([tokenizer.encode(p, add_special_tokens=False) for p in PROMPTS])
+    for _ in range(12):  # 2 tokens a step: most of the first block
+        state.step()
+    state.remove(handles.pop(1))  # rows no longer in the order of admission
+    expected = {h: state.final_prefix(h) for h in handles}
+    assert len({len(v) for v in expected.values()}) > 1  # mid-decoding, prefixes of different lengths
+    assert final_prefixes(state, handles, [0] * len(handles)) == {h: v for h, v in expected.items() if v}
+    seen = [len(expected[h]) for h in handles]
+    seen[0] -= 1  # only the first row has grown since
+    assert final_prefixes(state, handles, seen) == {handles[0]: expected[handles[0]]}
 
 
 def test_group_key_ignores_only_the_seed(base_config):

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model-name", default=None, help="the model id clients send (default: the folder name)")
     g.add_argument("--shutdown-timeout", type=float, default=30.0,
                    help="seconds in-flight requests may take to finish after SIGINT / SIGTERM")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (on a CPU leave a core to the HTTP thread: OpenMP threads spinning "
+                        "on every core delay responses)")
     g.add_argument("--log-level", default="info")
     return p
 
@@ -86,6 +89,10 @@ def main_serve(argv=None) -> int:
         parser.error(f"tad serve needs fastapi and uvicorn ({err}): pip install 'tadllm[serve]'")
     from ..cli import load_from_args
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         config = server_config(args)
     except ValueError as err:

@@ -87,6 +87,27 @@ class Job:
         return self.stream or bool(self.stops) or self.max_tokens < self.config.gen_length
 
 
+def final_prefixes(state, handles: list[int], seen: list[int]) -> dict[int, list[int]]:
+    """`state.final_prefix` of the rows of `handles` whose prefix grew past `seen` (handle -> token ids), read
+    from the whole canvas with two host transfers instead of one per row (each a device sync on a GPU)."""
+    if not handles:
+        return {}
+    import torch
+
+    canvas = state.canvas
+    family = state.family
+    ends = torch.as_tensor([*family.stop_token_ids, family.mask_token_id], device=canvas.device)
+    cut = torch.isin(canvas, ends)
+    lengths = torch.where(cut.any(-1), cut.int().argmax(-1), canvas.shape[1]).tolist()
+    row_of = {h: i for i, h in enumerate(state.handles)}
+    grown = [(h, row_of[h]) for h, n in zip(handles, seen) if lengths[row_of[h]] > n]
+    if not grown:
+        return {}
+    width = max(lengths[i] for _, i in grown)
+    rows = canvas[[i for _, i in grown], :width].tolist()
+    return {h: row[: lengths[i]] for (h, i), row in zip(grown, rows)}
+
+
 def group_key(config: DecodeConfig) -> tuple:
     """Requests with equal keys can share forward passes: every DecodeConfig field but the (per-row) seed."""
     return tuple(sorted((k, v) for k, v in config.to_dict().items() if k != "seed"))
@@ -251,6 +272,8 @@ class Scheduler:
         group = self._groups[key]
         try:
             finished = set(group.state.step())
+            watched = [h for h, job in group.jobs.items() if job.watch and h not in finished]
+            prefixes = final_prefixes(group.state, watched, [group.jobs[h].seen for h in watched])
         except Exception as err:  # noqa: BLE001 - the rows of this group fail, other groups go on
             logger.exception("a decoding step failed")
             del self._groups[key]
@@ -263,17 +286,17 @@ class Scheduler:
             try:
                 if handle in finished:
                     self._complete(key, handle, job)
-                elif job.watch:
-                    self._follow(key, handle, job)
+                elif handle in prefixes:
+                    self._follow(key, handle, job, prefixes[handle])
             except Exception as err:  # noqa: BLE001 - e.g. a detokenization error: this request only
                 logger.exception("a request failed after a step")
                 self._release(key, handle)
                 self._end(job, Failed(500, f"{type(err).__name__}: {err}"))
 
-    def _follow(self, key: tuple, handle: int, job: Job) -> None:
-        """Look at the row's final tokens: end it at a stop string or at max_tokens, else stream what is new."""
-        ids = [int(t) for t in self._groups[key].state.final_prefix(handle)][: job.max_tokens]
-        if len(ids) == job.seen:
+    def _follow(self, key: tuple, handle: int, job: Job, prefix: list[int]) -> None:
+        """The row's final tokens grew: end it at a stop string or at max_tokens, else stream what is new."""
+        ids = prefix[: job.max_tokens]
+        if len(ids) <= job.seen:
             return
         job.seen = len(ids)
         text = self.codec.decode(ids)
