@@ -197,6 +197,23 @@ def test_client_disconnect_mid_stream_frees_its_row(served, client):
     assert complete(client, PROMPTS[0]).choices[0].text == "74+29=103;103*6=618;####618"
 
 
+def test_client_gone_before_a_whole_response_frees_its_row(served):
+    import http.client
+
+    url, service, gate = served
+    sched = service.scheduler
+    gate.close()
+    conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    conn.request("POST", "/v1/completions", json.dumps({"model": MODEL, "prompt": PROMPTS[3]}),
+                 {"Content-Type": "application/json"})
+    gate.entered.wait(10)
+    conn.close()  # gone without reading the answer
+    wait_for(lambda: sched.stats["cancel_requests"] == 1, what="the server to notice the disconnect")
+    gate.open()
+    wait_for(lambda: sched.live_rows == 0, what="the row to be freed")
+    assert sched.stats["cancelled"] == 1 and sched.stats["finished"] == 0
+
+
 def test_server_keeps_serving_after_failed_requests(served, client):
     _, service, gate = served
     sched = service.scheduler
