@@ -155,7 +155,8 @@ def test_bad_chat_and_malformed_requests(served):
     code, answer = post(url, "/v1/completions", b"{not json")
     assert code == 400 and "JSON" in answer["error"]["message"]
     # a prompt that fits exactly is accepted (192 + 64 = 256 positions)
-    assert post(url, "/v1/completions", json.dumps({"model": MODEL, "prompt": "1" * 192, "max_tokens": 1}).encode())[0] == 200
+    fits = {"model": MODEL, "prompt": "1" * 192, "max_tokens": 1}
+    assert post(url, "/v1/completions", json.dumps(fits).encode())[0] == 200
 
 
 def test_full_queue_answers_503(served, client):

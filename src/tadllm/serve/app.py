@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import threading
 import time
@@ -139,8 +140,6 @@ async def stream(service: Service, job, events: "Events", fmt, include_usage: bo
 
 
 def sse(payload: dict) -> str:
-    import json
-
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 

@@ -23,6 +23,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
+
 from ..decoding import DecodeConfig
 from .text import find_stop, sendable_length, tokens_for_chars
 
@@ -92,8 +94,6 @@ def final_prefixes(state, handles: list[int], seen: list[int]) -> dict[int, list
     from the whole canvas with two host transfers instead of one per row (each a device sync on a GPU)."""
     if not handles:
         return {}
-    import torch
-
     canvas = state.canvas
     family = state.family
     ends = torch.as_tensor([*family.stop_token_ids, family.mask_token_id], device=canvas.device)
@@ -120,6 +120,9 @@ class Group:
 
 
 class Scheduler:
+    """The worker and its queue. `submit`, `cancel` and `shutdown` are called from other threads; everything
+    else runs on the worker thread, which alone touches the model and the decoding states."""
+
     def __init__(self, model, family, codec, max_batch: int = 32, max_queue: int = 256,
                  state_factory: Callable[[DecodeConfig], object] | None = None):
         if max_batch < 1 or max_queue < 0:
@@ -193,8 +196,6 @@ class Scheduler:
     # ----------------------------------------------------------------- the worker thread
 
     def _run(self) -> None:
-        import torch
-
         with torch.no_grad():  # grad mode is per thread
             while True:
                 try:

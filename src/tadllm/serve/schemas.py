@@ -86,7 +86,7 @@ class ChatRequest(DecodingRequest):
 
 class Usage(BaseModel):
     """OpenAI's usage plus tadllm's: forward passes spent on the request, tokens per forward, and seconds from
-    arrival to the last token."""
+    submission (prompt encoded) to the last token."""
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int

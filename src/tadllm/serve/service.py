@@ -83,11 +83,11 @@ class Service:
         if self.codec.family.mask_token_id in ids:
             raise ServeError(400, f"the prompt contains the mask token (id {self.codec.family.mask_token_id})",
                              param)
-        gen = self.base.gen_length
-        if self.max_positions is not None and len(ids) + gen > self.max_positions:
+        gen, limit = self.base.gen_length, self.max_positions
+        if limit is not None and len(ids) + gen > limit:
             raise ServeError(400, f"the prompt has {len(ids)} tokens; with the {gen} generated positions that "
-                             f"exceeds the model's {self.max_positions} positions by {len(ids) + gen - self.max_positions}: "
-                             f"shorten the prompt (it is never truncated)", param, code="context_length_exceeded")
+                             f"exceeds the model's {limit} positions by {len(ids) + gen - limit}: shorten the "
+                             f"prompt (it is never truncated)", param, code="context_length_exceeded")
         return ids
 
     # ------------------------------------------------------------------------------------ decoding
