@@ -113,6 +113,15 @@ def test_max_tokens_and_stop_strings(teacher, base_config, client):
     assert "".join(pieces) == text[: text.index("=103;1")] and finish == "stop"
 
 
+def test_sampling_with_a_seed_is_what_generate_samples(teacher, base_config, client):
+    sampled = dataclasses.replace(base_config, temperature=2.0, seed=3)  # the longest prompt: answers vary
+    text = reference(teacher, sampled, PROMPTS[3])[0]
+    answers = {complete(client, PROMPTS[3], temperature=2.0, seed=3).choices[0].text for _ in range(2)}
+    assert answers == {text}
+    others = {complete(client, PROMPTS[3], temperature=2.0, seed=s).choices[0].text for s in (0, 1, 2)}
+    assert others != {text}  # the seed is used: other seeds sample other answers
+
+
 def post(url, path, body: bytes):
     req = urllib.request.Request(url + path, data=body, headers={"Content-Type": "application/json"})
     try:
