@@ -65,3 +65,15 @@ def test_bench_decoding_runs_several_prompt_lengths(tmp_path):
     assert [(r["prompt_length"], r["mode"]) for r in rows] == [(8, "none"), (8, "dual"), (24, "none"), (24, "dual")]
     for r in rows:  # ratios are within a prompt length; every mode spends the same forwards (TPF 2)
         assert r["tpf"] == 2.0 and (r["x none"] == 1.0) == (r["mode"] == "none")
+
+
+def test_bench_serve_small_runs_levels_against_one_at_a_time(tmp_path):
+    from bench_serve import main
+
+    assert main(["--small", "--out", str(tmp_path), "--clients", "2", "--requests", "3", "--warmup", "0"]) == 0
+    levels = json.loads((tmp_path / "serve_small.json").read_text())["levels"]
+    assert [level["clients"] for level in levels] == [1, 2]  # one at a time is always measured
+    for level in levels:  # random weights, low_confidence over 16 positions in 8 steps, no EOS stop
+        assert level["requests"] == 3 and level["nfe"] == 8 and level["tokens"] > 0
+        assert level["p95 s"] >= level["p50 s"] > 0 and level["ttft p50 s"] <= level["p95 s"]
+    assert levels[0]["x one"] == 1.0

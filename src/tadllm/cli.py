@@ -9,6 +9,7 @@
     tad aup          AUP of published (TPF, accuracy) points from a YAML file
     tad pretrain     train the testbed's teacher from scratch
     tad quickstart   the whole pipeline on the bundled tiny model
+    tad serve        an OpenAI-compatible HTTP server that batches concurrent requests
 
 A mistake in the input (a missing folder, a bad value, an unknown key) is reported on one line;
 `tad --debug COMMAND ...` (or TAD_DEBUG=1) shows the traceback instead.
@@ -30,11 +31,12 @@ COMMANDS = {
     "aup": ("tadllm.eval.runner", "main_aup"),
     "pretrain": ("tadllm.testbed.cli", "main_pretrain"),
     "quickstart": ("tadllm.testbed.quickstart", "main_quickstart"),
+    "serve": ("tadllm.serve.cli", "main_serve"),
 }
 
 
 def add_decoding_args(parser: argparse.ArgumentParser, **defaults) -> None:
-    """Decoding options shared by `generate`, `eval` and `trajectories`."""
+    """Decoding options shared by `generate`, `eval`, `trajectories` and `serve`."""
     from .decoding.cache import USE_CACHE
     from .decoding.policies import POLICIES
 

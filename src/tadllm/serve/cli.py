@@ -1,0 +1,111 @@
+"""`tad serve`: load a model and serve it over an OpenAI-compatible HTTP API (docs/serving.md).
+
+    tad serve --model quickstart_out/students/tad-speed-s0 --policy confidence --threshold 0.9
+
+The decoding options are those of `tad generate` and apply to every request (a request may change its
+temperature, and policy / threshold / steps / block_length as extra fields). gen_length and block_length
+default to what the checkpoint records (a testbed model's testbed.json), else 256 and 32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+FALLBACK_LENGTHS = {"gen_length": 256, "block_length": 32}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import add_decoding_args, add_model_args
+
+    p = argparse.ArgumentParser(prog="tad serve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
+    add_decoding_args(p, gen_length=None, block_length=None)
+    g = p.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    g.add_argument("--port", type=int, default=8000)
+    g.add_argument("--max-batch", type=int, default=32, help="rows decoded together at most (all groups)")
+    g.add_argument("--max-queue", type=int, default=256,
+                   help="requests waiting for a row at most; more get 503")
+    g.add_argument("--model-name", default=None, help="the model id clients send (default: the folder name)")
+    g.add_argument("--shutdown-timeout", type=float, default=30.0,
+                   help="seconds in-flight requests may take to finish after SIGINT / SIGTERM")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (on a CPU leave a core to the HTTP thread: OpenMP threads spinning "
+                        "on every core delay responses)")
+    g.add_argument("--log-level", default="info")
+    return p
+
+
+def recorded_lengths(model_path: str) -> dict:
+    """gen_length / block_length the checkpoint was made for (a testbed model's testbed.json), if any."""
+    meta = Path(model_path) / "testbed.json"
+    if not meta.exists():
+        return {}
+    data = json.loads(meta.read_text())
+    return {k: int(data[k]) for k in FALLBACK_LENGTHS if k in data}
+
+
+def server_config(args):
+    """The server's DecodeConfig: the command line, lengths completed from the checkpoint's record."""
+    from ..cli import decoding_options
+    from ..decoding import DecodeConfig
+
+    options = decoding_options(args)
+    recorded = recorded_lengths(args.model)
+    for key, fallback in FALLBACK_LENGTHS.items():
+        if options[key] is None:
+            options[key] = recorded.get(key, fallback)
+    return DecodeConfig(**options)
+
+
+def build_service(model, tokenizer, family, config, model_name: str, max_batch: int = 32, max_queue: int = 256,
+                  aliases: tuple = ()):
+    """A `Service` (scheduler not started) for a loaded model; used by `tad serve`, the tests and the bench."""
+    from ..decoding.cache import _base_model, check_cache_support
+    from ..decoding.state import max_positions
+    from .scheduler import Scheduler
+    from .service import Service
+    from .text import TextCodec
+
+    check_cache_support(model, family, config.use_cache)
+    base = _base_model(model)
+    codec = TextCodec(tokenizer, family)
+    scheduler = Scheduler(model, family, codec, max_batch=max_batch, max_queue=max_queue)
+    vocab = getattr(getattr(base, "config", None), "vocab_size", None)
+    return Service(scheduler, codec, config, model_name, max_positions(base), vocab, aliases)
+
+
+def main_serve(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as err:
+        parser.error(f"tad serve needs fastapi and uvicorn ({err}): pip install 'tadllm[serve]'")
+    from ..cli import load_from_args
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        config = server_config(args)
+    except ValueError as err:
+        parser.error(str(err))
+    model, tokenizer, family = load_from_args(args)
+    name = args.model_name or Path(args.model).name
+    try:
+        service = build_service(model, tokenizer, family, config, name, args.max_batch, args.max_queue,
+                                aliases=(args.model,))
+    except ValueError as err:
+        parser.error(str(err))
+    print(f"[tad serve] {name}: gen_length {config.gen_length}, block_length {config.block_length}, policy "
+          f"{config.policy}, max batch {args.max_batch}; http://{args.host}:{args.port}/v1")
+    uvicorn.run(create_app(service, args.shutdown_timeout), host=args.host, port=args.port,
+                log_level=args.log_level, timeout_graceful_shutdown=args.shutdown_timeout)
+    return 0
