@@ -13,7 +13,7 @@ _EXPORTS = {
     "tad_loss": "loss", "tad_loss_rows": "loss",
     "TrajectoryDataset": "data", "TADCollator": "data", "LOSS_MODES": "data",
     "TADConfig": "config", "load_config": "config", "PRESETS": "config", "DEFAULT_DELTA": "config",
-    "TADTrainer": "trainer", "build_trainer": "trainer", "train": "trainer", "main_train": "trainer",
+    "TADTrainer": "trainer", "build_trainer": "trainer", "train": "trainer", "main_train": "cli",
     "response_logits": "trainer", "save_result": "trainer",
     "merge_adapter": "merge", "main_merge": "merge",
 }
