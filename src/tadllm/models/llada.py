@@ -314,8 +314,8 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
 
     def _attention_mask(self, attention_mask, q_len, k_len, dtype):
         """Additive key-padding mask (B, 1, 1, K) or None when every key is visible."""
-        # An all-ones mask is dropped so SDPA can use its fastest kernel: measured on an H200, always passing
-        # the mask made cached (dual) decoding 21 % slower than this check's host sync costs.
+        # An all-ones mask is dropped so SDPA can use its fastest kernel: always passing the mask slowed cached
+        # (dual) decoding by more than this check's host sync costs (benchmarks/RESULTS.md).
         if attention_mask is None:
             return None
         # (No check while a CUDA graph is captured or torch.compile traces: a host sync is not allowed there.)

@@ -93,8 +93,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 # Dictionary encoding only for the repetitive string columns: on token-id lists from a large vocabulary the
-# dictionary holds nearly every id once and costs ~4.3 bytes per id (bench_storage.py, 2026-11-26: 4,609 vs
-# 3,078 bytes per LLaDA-scale trajectory); plain + zstd level 9 was also 5 % smaller on the testbed's.
+# dictionary holds nearly every id once; plain + zstd level 9 is smaller (benchmarks/RESULTS.md, "Storage").
 DICTIONARY_COLUMNS = ["problem_id", "text", "answer", "meta"]
 
 
