@@ -150,27 +150,33 @@ def _matches(value, tp) -> bool:
     return isinstance(tp, type) and isinstance(value, tp)
 
 
+def _coerce_union(name: str, value, tp):
+    """`coerce` for `X | Y | None`: None where allowed, a value that already fits a member, else the first
+    member that converts it."""
+    members = [a for a in typing.get_args(tp) if a is not type(None)]
+    optional = len(members) < len(typing.get_args(tp))
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name} cannot be null")
+    if optional and str not in members and isinstance(value, str) and value.lower() in ("none", "null"):
+        return None
+    for m in members:
+        if _matches(value, m):
+            return value
+    errors = []
+    for m in members:
+        try:
+            return coerce(name, value, m)
+        except (TypeError, ValueError) as err:
+            errors.append(str(err))
+    raise ValueError(f"{name}: cannot use {value!r} ({'; '.join(errors)})")
+
+
 def coerce(name: str, value, tp):
     """Convert `value` (from YAML or a CLI string) to the field type `tp`; ValueError names the field."""
     if _is_union(tp):
-        members = [a for a in typing.get_args(tp) if a is not type(None)]
-        optional = len(members) < len(typing.get_args(tp))
-        if value is None:
-            if optional:
-                return None
-            raise ValueError(f"{name} cannot be null")
-        if optional and str not in members and isinstance(value, str) and value.lower() in ("none", "null"):
-            return None
-        for m in members:
-            if _matches(value, m):
-                return value
-        errors = []
-        for m in members:
-            try:
-                return coerce(name, value, m)
-            except (TypeError, ValueError) as err:
-                errors.append(str(err))
-        raise ValueError(f"{name}: cannot use {value!r} ({'; '.join(errors)})")
+        return _coerce_union(name, value, tp)
     if value is None:
         raise ValueError(f"{name} cannot be null")
     if tp is typing.Any:
