@@ -43,7 +43,8 @@ from tadllm.distill.config import TADConfig  # noqa: E402
 from tadllm.distill.data import TADCollator, TrajectoryDataset  # noqa: E402
 from tadllm.distill.loss import tad_loss  # noqa: E402
 from tadllm.distill.partition import near_distant_masks  # noqa: E402
-from tadllm.distill.trainer import TADTrainer, apply_lora  # noqa: E402
+from tadllm.distill.lora import apply_lora  # noqa: E402
+from tadllm.distill.trainer import TADTrainer  # noqa: E402
 
 
 def make_records(n, prompt_len, teacher_prompt_len, length, vocab, mask_id, seed=0):

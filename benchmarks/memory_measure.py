@@ -60,7 +60,8 @@ def main(argv=None) -> int:
 
     from tadllm.distill.data import TADCollator
     from tadllm.distill.loss import tad_loss_rows
-    from tadllm.distill.trainer import apply_lora, model_inputs, response_logits
+    from tadllm.distill.lora import apply_lora
+    from tadllm.distill.trainer import model_inputs, response_logits
     from tadllm.models.family import resolve_family
 
     torch.manual_seed(0)

@@ -24,7 +24,7 @@ import sys
 COMMANDS = {
     "generate": ("tadllm.cli", "main_generate"),
     "trajectories": ("tadllm.trajectories.cli", "main_trajectories"),
-    "train": ("tadllm.distill.trainer", "main_train"),
+    "train": ("tadllm.distill.cli", "main_train"),
     "merge": ("tadllm.distill.merge", "main_merge"),
     "eval": ("tadllm.eval.runner", "main_eval"),
     "report": ("tadllm.eval.runner", "main_report"),

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from tadllm.distill.partition import masked_at, near_distant_masks, state_at
+from tadllm.distill.partition import masked_at, near_distant_masks
+from tadllm.trajectories import storage
+
+
+def state_at(tokens, reveal_step, step, mask_id):
+    """The batched form the collator uses: the one `state_at`, of the trajectory storage."""
+    return storage.state_at({"tokens": tokens, "reveal_step": reveal_step}, step, mask_id)
 
 
 def test_near_distant_by_hand():

@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from tadllm.distill.trainer import build_trainer, main_train, model_inputs, response_logits, train
+from tadllm.distill.cli import main_train
+from tadllm.distill.trainer import build_trainer, model_inputs, response_logits, train
 from tadllm.models import load_model
 
 from .conftest import make_records, tiny_config
@@ -205,7 +206,7 @@ def test_response_logits_alignment_for_shifted_families():
 def test_as_teacher_switches_off_and_restores_exactly(tiny_model_dir, traj_file, tmp_path):
     """Inside: every module in eval mode and every adapter layer off. After: each module's own training flag
     and adapter flag as before (also a module that was deliberately in eval mode), requires_grad untouched."""
-    from tadllm.distill.trainer import as_teacher, teacher_parts
+    from tadllm.distill.teacher import as_teacher, teacher_parts
 
     trainer = build_trainer(tiny_config(tiny_model_dir, traj_file, tmp_path / "o", "lora_r=4", "lora_alpha=8"))
     model = trainer.model

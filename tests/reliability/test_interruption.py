@@ -178,7 +178,7 @@ def test_resume_skips_a_checkpoint_cut_off_while_saving(train_recipe, train_refe
     import shutil
 
     from tadllm.distill.config import load_config
-    from tadllm.distill.trainer import resolve_resume
+    from tadllm.distill.checkpoint import resolve_resume
 
     out = tmp_path / "out"
     out.mkdir()

@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "near_distant_masks": "partition", "state_at": "partition", "masked_at": "partition",
+    "near_distant_masks": "partition", "masked_at": "partition", "check_delta": "partition",
     "tad_loss": "loss", "tad_loss_rows": "loss",
-    "TrajectoryDataset": "data", "TADCollator": "data", "read_trajectories": "data", "LOSS_MODES": "data",
+    "TrajectoryDataset": "data", "TADCollator": "data", "LOSS_MODES": "data",
     "TADConfig": "config", "load_config": "config", "PRESETS": "config", "DEFAULT_DELTA": "config",
-    "TADTrainer": "trainer", "build_trainer": "trainer", "train": "trainer", "main_train": "trainer",
+    "TADTrainer": "trainer", "build_trainer": "trainer", "train": "trainer", "main_train": "cli",
     "response_logits": "trainer", "save_result": "trainer",
     "merge_adapter": "merge", "main_merge": "merge",
 }

@@ -21,6 +21,7 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from .data import LOSS_MODES
+from .partition import check_delta
 
 # δ of the named presets (docs/method.md §5). A small δ puts few tokens under hard CE (Quality); a large δ forces
 # confidence on more upcoming tokens (Speed). The values are chosen by the testbed experiment (measured on
@@ -61,7 +62,7 @@ class TADConfig(TrainingArguments):
     ce_weight: float = 1.0
     kl_weight: float = 1.0
     temperature: float = field(default=1.0, metadata={"help": "distillation temperature τ (KL term × τ²)"})
-    loss_mode: str = field(default="tad", metadata={"help": "tad | ce_only | kl_only"})
+    loss_mode: str = field(default="tad", metadata={"help": "tad | ce_only"})
     teacher_mode: str = field(default="auto", metadata={
         "help": "auto (LoRA: disable_adapter; full FT: frozen_copy) | disable_adapter | frozen_copy"})
     # ---- TrainingArguments defaults changed for TAD (release recipe)
@@ -80,9 +81,7 @@ class TADConfig(TrainingArguments):
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)} (or set delta)")
         if self.delta is None:
             self.delta = PRESETS[self.preset] if self.preset is not None else DEFAULT_DELTA
-        if isinstance(self.delta, bool) or int(self.delta) != self.delta or self.delta <= 0:
-            raise ValueError(f"delta (near horizon, in decoding steps) must be a positive integer, got {self.delta!r}")
-        self.delta = int(self.delta)
+        self.delta = check_delta(self.delta)
         if self.loss_mode not in LOSS_MODES:
             raise ValueError(f"unknown loss_mode {self.loss_mode!r}; choose one of {', '.join(LOSS_MODES)}")
         if self.teacher_mode not in TEACHER_MODES:
@@ -151,27 +150,33 @@ def _matches(value, tp) -> bool:
     return isinstance(tp, type) and isinstance(value, tp)
 
 
+def _coerce_union(name: str, value, tp):
+    """`coerce` for `X | Y | None`: None where allowed, a value that already fits a member, else the first
+    member that converts it."""
+    members = [a for a in typing.get_args(tp) if a is not type(None)]
+    optional = len(members) < len(typing.get_args(tp))
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name} cannot be null")
+    if optional and str not in members and isinstance(value, str) and value.lower() in ("none", "null"):
+        return None
+    for m in members:
+        if _matches(value, m):
+            return value
+    errors = []
+    for m in members:
+        try:
+            return coerce(name, value, m)
+        except (TypeError, ValueError) as err:
+            errors.append(str(err))
+    raise ValueError(f"{name}: cannot use {value!r} ({'; '.join(errors)})")
+
+
 def coerce(name: str, value, tp):
     """Convert `value` (from YAML or a CLI string) to the field type `tp`; ValueError names the field."""
     if _is_union(tp):
-        members = [a for a in typing.get_args(tp) if a is not type(None)]
-        optional = len(members) < len(typing.get_args(tp))
-        if value is None:
-            if optional:
-                return None
-            raise ValueError(f"{name} cannot be null")
-        if optional and str not in members and isinstance(value, str) and value.lower() in ("none", "null"):
-            return None
-        for m in members:
-            if _matches(value, m):
-                return value
-        errors = []
-        for m in members:
-            try:
-                return coerce(name, value, m)
-            except (TypeError, ValueError) as err:
-                errors.append(str(err))
-        raise ValueError(f"{name}: cannot use {value!r} ({'; '.join(errors)})")
+        return _coerce_union(name, value, tp)
     if value is None:
         raise ValueError(f"{name} cannot be null")
     if tp is typing.Any:

@@ -11,7 +11,7 @@ The collator builds, for a batch of examples:
   and teacher refer to the same response positions (with different prompt lengths);
 - `labels` (B, L): the trajectory token at positions still masked at `s`, -100 elsewhere;
 - `near`/`distant` (B, L) bool: the temporal partition (mode "tad"), or all masked positions as near
-  ("ce_only", the d3LLM-style baseline) or as distant ("kl_only");
+  ("ce_only", the d3LLM-style baseline);
 - `step` (B,);
 - `trajectory` (B,): the dataset index of each example's trajectory (when the items carry it; used to
   name the batch in error messages).
@@ -28,102 +28,24 @@ import torch
 from torch.utils.data import Dataset
 
 from ..decoding.loop import left_pad
-from .partition import masked_at, near_distant_masks, state_at
+from ..trajectories.storage import REQUIRED_FIELDS, TRAINING_FIELDS, read_trajectories, shard_files, state_at
+from .partition import check_delta, masked_at, near_distant_masks
 
-LOSS_MODES = ("tad", "ce_only", "kl_only")
-REQUIRED_FIELDS = ("problem_id", "prompt_ids", "teacher_prompt_ids", "tokens", "reveal_step", "num_steps")
-# Fields read from parquet; the text fields (text, answer) are not needed for training. `meta` (one JSON
-# string per record) is read to check that the trajectories fit the model (`TrajectoryDataset.metas`).
-READ_FIELDS = REQUIRED_FIELDS + ("sample_idx", "correct", "meta")
+LOSS_MODES = ("tad", "ce_only")
 IGNORE_INDEX = -100
 
 
-# ---------------------------------------------------------------------------------------------- reading
-def _parquet_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        # hidden files are writers' temporaries (e.g. `.shard-….parquet.tmp-PID`), never records
-        files = sorted(f for f in path.rglob("*.parquet")
-                       if not any(part.startswith(".") for part in f.relative_to(path).parts))
-        if not files:
-            raise ValueError(f"{path} holds no .parquet files; point train_data at the trajectory shards "
-                             f"(a .parquet file, a folder of them, or a .jsonl file)")
-        return files
-    return [path]
-
-
-def read_trajectories(source) -> list[dict]:
-    """Trajectory records from a path (.parquet file, folder of .parquet shards, .jsonl / .json file),
-    a list of paths, a `pyarrow.Table`, or an iterable of dicts. A file that cannot be read, a row that is
-    not a JSON object or a file without a required field is a ValueError naming the file (and the line)."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"trajectory data {path} does not exist; write it first with `tad trajectories "
-                                    f"--model MODEL --task TASK --out {path}` (docs/training.md)")
-        if path.is_file() and path.suffix in (".jsonl", ".json"):
-            return _json_records(path)
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        records: list[dict] = []
-        for f in _parquet_files(path):
-            try:
-                schema = pq.read_schema(f)
-            except (pa.ArrowException, OSError) as err:
-                raise ValueError(f"{f}: cannot read trajectory parquet file ({err})") from err
-            missing = [c for c in REQUIRED_FIELDS if c not in schema.names]
-            if missing:
-                raise ValueError(f"{f}: trajectory file lacks column(s) {missing}; it has {schema.names}")
-            cols = [c for c in READ_FIELDS if c in schema.names]
-            try:
-                table = pq.read_table(f, columns=cols)
-            except (pa.ArrowException, OSError) as err:
-                raise ValueError(f"{f}: cannot read trajectory parquet file ({err})") from err
-            records.extend(_table_records(table))
-        return records
-    if isinstance(source, (list, tuple)) and source and isinstance(source[0], (str, Path)):
-        return [r for s in source for r in read_trajectories(s)]
-    if hasattr(source, "to_pydict") and hasattr(source, "column_names"):  # pyarrow.Table
-        cols = [c for c in READ_FIELDS if c in source.column_names]
-        return _table_records(source.select(cols))
-    return list(source)
-
-
-def _json_records(path: Path) -> list[dict]:
-    """Records of a .jsonl file (one object per line) or a .json file (a list, or {"records": [...]})."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {err.lineno}: invalid JSON ({err.msg})") from err
-        if isinstance(data, dict) and isinstance(data.get("records"), list):
-            data = data["records"]
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of trajectory records (or {{\"records\": [...]}})")
-        rows = [(f"{path}, record {i + 1}", row) for i, row in enumerate(data)]
-    else:
-        rows = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((f"{path}, line {lineno}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {lineno}: invalid JSON ({err.msg})") from err
-    for where, row in rows:
-        if not isinstance(row, dict):
-            raise ValueError(f"{where}: expected a trajectory record (a JSON object), got {type(row).__name__}")
-        missing = [f for f in REQUIRED_FIELDS if f not in row]
-        if missing:
-            raise ValueError(f"{where}: trajectory record lacks field(s) {missing}; it has {sorted(row)}")
-    return [row for _, row in rows]
-
-
-def _table_records(table) -> list[dict]:
-    columns = table.to_pydict()
-    names = list(columns)
-    return [dict(zip(names, row)) for row in zip(*(columns[n] for n in names))]
+def load_records(source) -> list[dict]:
+    """Records of `source`: a path that `tadllm.trajectories.storage.read_trajectories` reads (only the
+    training fields), or the records themselves (a list of dicts)."""
+    if not isinstance(source, (str, Path)):
+        return list(source)
+    path = Path(source)
+    records = read_trajectories(path, as_list=True, columns=list(TRAINING_FIELDS))
+    if not records and path.is_dir() and not shard_files(path):
+        raise ValueError(f"{path} holds no .parquet files; point train_data at the trajectory shards "
+                         f"(a .parquet file, a folder of them, or a .jsonl file)")
+    return records
 
 
 # ---------------------------------------------------------------------------------------------- dataset
@@ -131,7 +53,7 @@ class TrajectoryDataset(Dataset):
     """(trajectory, step) examples.
 
     Args:
-        records: trajectory records (see `read_trajectories` for accepted sources).
+        records: a trajectory path or the records themselves (see `load_records`).
         mask_token_id: the model family's mask id (never appears in `tokens` or the prompts).
         vocab_size: the model's vocabulary size; every id must be below it (None: not checked).
         steps_per_trajectory: None = every step s in 0..S-1 of every trajectory; k = a random subset of
@@ -158,7 +80,7 @@ class TrajectoryDataset(Dataset):
         self.num_steps: list[int] = []
         self.metas: set[str] = set()  # the distinct `meta` values of the records (JSON strings)
         total = dropped = 0
-        for i, rec in enumerate(read_trajectories(records)):
+        for i, rec in enumerate(load_records(records)):
             total += 1
             if only_correct and rec.get("correct") is False:
                 dropped += 1
@@ -267,11 +189,9 @@ class TADCollator:
     def __init__(self, mask_token_id: int, pad_token_id: int, delta: int | None = None, mode: str = "tad"):
         if mode not in LOSS_MODES:
             raise ValueError(f"unknown loss mode {mode!r}; choose one of {', '.join(LOSS_MODES)}")
-        if mode == "tad" and (delta is None or int(delta) != delta or delta <= 0):
-            raise ValueError(f"delta (near horizon, in decoding steps) must be a positive integer, got {delta!r}")
         self.mask_token_id = int(mask_token_id)
         self.pad_token_id = int(pad_token_id)
-        self.delta = None if delta is None else int(delta)
+        self.delta = check_delta(delta) if mode == "tad" or delta is not None else None
         self.mode = mode
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
@@ -289,15 +209,13 @@ class TADCollator:
             reveal[i, L - n:] = torch.as_tensor(np.asarray(e["reveal_step"]), dtype=torch.long)
             valid[i, L - n:] = True
         step = torch.as_tensor([int(e["step"]) for e in examples], dtype=torch.long)
-        state = state_at(tokens, reveal, step, self.mask_token_id)
+        state = state_at({"tokens": tokens, "reveal_step": reveal}, step, self.mask_token_id)
         masked = masked_at(reveal, step) & valid
         if self.mode == "tad":
             near, distant = near_distant_masks(reveal, step, self.delta)
             near, distant = near & valid, distant & valid
-        elif self.mode == "ce_only":
+        else:  # ce_only
             near, distant = masked, torch.zeros_like(masked)
-        else:
-            near, distant = torch.zeros_like(masked), masked
         labels = torch.where(masked, tokens, torch.full_like(tokens, IGNORE_INDEX))
 
         def build(key):

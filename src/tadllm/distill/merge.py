@@ -25,7 +25,7 @@ def merge_adapter(adapter_dir, base=None, out_dir=None, dtype=None, device: str 
     from peft import PeftModel
 
     from ..models import load_model, load_tokenizer
-    from .trainer import portable_tokenizer_config
+    from .checkpoint import portable_tokenizer_config
 
     adapter_dir = Path(adapter_dir)
     adapter_cfg = _read_json(adapter_dir / ADAPTER_CONFIG)

@@ -1,11 +1,11 @@
-"""`TADTrainer`: a `transformers.Trainer` whose loss is the TAD loss; `build_trainer`, `train`, `main_train`.
+"""`TADTrainer`: a `transformers.Trainer` whose loss is the TAD loss; `build_trainer`, `train`, `save_result`.
 
-Teacher logits (docs/method.md §4):
+Teacher logits (docs/method.md §4; `tadllm.distill.teacher`):
 - LoRA student (`teacher_mode` disable_adapter, the default with `use_peft`): the same module with the
-  adapter disabled, in eval mode, under `torch.no_grad()` — exactly the base weights, no second copy.
-  Accelerate/DDP/DeepSpeed wrappers are unwrapped to reach the `PeftModel`.
-- Full fine-tuning (`teacher_mode` frozen_copy): a deep copy of the initial model made once, frozen
-  (`requires_grad=False`) and in eval mode. (Not for DeepSpeed ZeRO-3 / FSDP-sharded models.)
+  adapter disabled, in eval mode, under `torch.no_grad()` (`as_teacher`) — exactly the base weights, no
+  second copy. Accelerate/DDP/DeepSpeed wrappers are unwrapped to reach the `PeftModel`.
+- Full fine-tuning (`teacher_mode` frozen_copy): `frozen_copy` of the model, made once when the trainer is
+  built. (Not for DeepSpeed ZeRO-3 / FSDP-sharded models.)
 Both student and teacher logits go through `tadllm.models.aligned_logits`; only the response positions
 (the last L of each input, see `tadllm.distill.data`) are used.
 
@@ -19,14 +19,11 @@ counts per micro-batch are equal). Nothing here divides by the accumulation step
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
 import inspect
 import json
 import logging
 import math
-import re
 from pathlib import Path
 
 import torch
@@ -34,9 +31,12 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 
 from ..models.family import ModelFamily, aligned_logits
-from .config import TADConfig, load_config
+from .checkpoint import portable_tokenizer_config, resolve_resume
+from .config import TADConfig
 from .data import TADCollator, TrajectoryDataset
+from .lora import apply_lora
 from .loss import tad_loss_rows
+from .teacher import as_teacher, freeze, frozen_copy, peft_classes, teacher_parts
 
 logger = logging.getLogger(__name__)
 TAD_CONFIG_NAME = "tad_config.json"
@@ -61,14 +61,6 @@ def model_inputs(family: ModelFamily, input_ids: torch.Tensor, attention_mask: t
     return kwargs
 
 
-def _peft_classes():
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover - peft is a dependency
-        return ()
-    return (PeftModel,)
-
-
 class _SetEpochCallback(TrainerCallback):
     """Redraws the dataset's step subset at each epoch (accelerate does not always forward set_epoch)."""
 
@@ -79,53 +71,11 @@ class _SetEpochCallback(TrainerCallback):
         self.dataset.set_epoch(int(math.floor((state.epoch or 0.0) + 1e-6)))
 
 
-def teacher_parts(peft_model) -> tuple[list, list, bool]:
-    """(every module, the adapter layers to switch off, whether the adapter is prompt learning) of a peft
-    model, for `as_teacher`; computed once per model, a walk over thousands of modules for an 8B model."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    modules = list(peft_model.modules())
-    config = peft_model.peft_config[peft_model.active_adapter]
-    prompt_learning = bool(config.is_prompt_learning or getattr(config, "is_adaption_prompt", False))
-    # tuner layers and peft's modules_to_save wrappers: what peft's own disable_adapter_layers() toggles
-    layers = [] if prompt_learning else [m for m in modules if isinstance(m, BaseTunerLayer) or
-                                          hasattr(m, "_disable_adapters")]
-    return modules, layers, prompt_learning
-
-
-@contextlib.contextmanager
-def as_teacher(peft_model, parts: tuple | None = None):
-    """The base model inside a peft model: adapters off and every module in eval mode, restored exactly on
-    exit. For LoRA-style adapters this sets the layers' `_disable_adapters` flags directly instead of
-    `peft_model.disable_adapter()`, whose per-call model-status check prints every module and whose
-    `enable_adapters` toggles `requires_grad` of every adapter weight; with the `eval()`/`train()` walks that
-    was ~2 % of an 8B LoRA step in host time. `parts`: `teacher_parts(peft_model)`, cached by the caller.
-    Other adapter kinds (prompt learning) use peft's own context."""
-    modules, layers, prompt_learning = teacher_parts(peft_model) if parts is None else parts
-    training = [m.training for m in modules]
-    disabled = [m._disable_adapters for m in layers]
-    for m in modules:
-        m.__dict__["training"] = False  # what Module.eval() sets, without its recursive walk
-    for m in layers:
-        m._disable_adapters = True
-    try:
-        if prompt_learning:
-            with peft_model.disable_adapter():
-                yield
-        else:
-            yield
-    finally:
-        for m, flag in zip(modules, training):
-            m.__dict__["training"] = flag
-        for m, flag in zip(layers, disabled):
-            m._disable_adapters = flag
-
-
 class TADTrainer(Trainer):
     """Trainer with the TAD loss. `args` is a `TADConfig`; `family` the model family from `load_model`.
 
-    `teacher`: an explicit frozen teacher module (full fine-tuning); None = per `args.teacher_mode`
-    (a frozen deep copy of `model` is made here for `frozen_copy`)."""
+    `teacher`: an explicit teacher module (frozen here); None = per `args.teacher_mode` (`frozen_copy` of
+    `model` is made here for `frozen_copy`)."""
 
     # transformers >= 5: the loss we return is a per-micro-batch mean; let `training_step` divide it by the
     # number of accumulation steps.
@@ -141,14 +91,9 @@ class TADTrainer(Trainer):
         self.teacher_mode = args.resolved_teacher_mode
         self._teacher_parts = None  # (peft model, teacher_parts(peft model)) once the teacher has run
         if teacher is None and args.needs_teacher and self.teacher_mode == "frozen_copy":
-            teacher = copy.deepcopy(model)
-            if isinstance(teacher, _peft_classes()):
-                teacher = teacher.unload()  # the base weights without the (new) adapter
-        if teacher is not None:
-            teacher.requires_grad_(False)
-            teacher.eval()
-        self.teacher = teacher
-        if args.needs_teacher and self.teacher is None and not isinstance(model, _peft_classes()):
+            teacher = frozen_copy(model)
+        self.teacher = None if teacher is None else freeze(teacher)
+        if args.needs_teacher and self.teacher is None and not isinstance(model, peft_classes()):
             raise ValueError("teacher_mode=disable_adapter needs a peft LoRA model (use_peft=true), or pass a "
                              "frozen teacher / use teacher_mode=frozen_copy")
         kwargs = _processing_class_kwarg(kwargs)
@@ -167,7 +112,7 @@ class TADTrainer(Trainer):
     def _peft_model(self, model):
         unwrapped = self.accelerator.unwrap_model(model) if hasattr(self, "accelerator") else model
         for candidate in (unwrapped, getattr(unwrapped, "module", None)):
-            if isinstance(candidate, _peft_classes()):
+            if isinstance(candidate, peft_classes()):
                 return candidate
         raise TypeError(f"teacher_mode=disable_adapter needs a peft model; got {type(unwrapped).__name__}")
 
@@ -261,43 +206,6 @@ def _processing_class_kwarg(kwargs: dict) -> dict:
     return kwargs
 
 
-# ---------------------------------------------------------------------------------------- building
-def lora_target_modules(model: nn.Module, family: ModelFamily, requested: list[str] | None = None):
-    """The LoRA `target_modules` for peft: the requested names (or the family default), never the output
-    head. LLaDA names its head `ff_out` like the MLP's down projection, so when a short name would also hit
-    the head, the targets become a regex that excludes it."""
-    targets = list(requested) if requested else list(family.lora_target_modules)
-    if not targets or targets == ["all-linear"]:
-        return "all-linear"  # peft's own rule: every linear layer except the output head
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    linear = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-
-    def hit(name: str) -> bool:
-        return any(name == t or name.endswith("." + t) for t in targets)
-
-    matched = [n for n in linear if hit(n)]
-    if not matched:
-        raise ValueError(f"LoRA targets {targets} match no linear layer of this {family.name!r} model; linear "
-                         f"layer names end with {sorted({n.split('.')[-1] for n in linear})}")
-    head_names = [n for n in matched if head is not None and linear[n] is head]
-    if not head_names:
-        return targets
-    alternatives = "|".join(re.escape(t) for t in targets)
-    exclude = "|".join(re.escape(n) for n in head_names)
-    return rf"(?!(?:{exclude})$)(?:.*\.)?(?:{alternatives})"
-
-
-def apply_lora(model: nn.Module, config: TADConfig, family: ModelFamily):
-    from peft import LoraConfig, get_peft_model
-
-    if config.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()  # frozen embeddings + checkpointing still need input grads
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=lora_target_modules(model, family, config.lora_target_modules),
-                      bias="none")
-    return get_peft_model(model, lora)
-
-
 def build_trainer(config: TADConfig, **trainer_kwargs) -> TADTrainer:
     """Load the model (`tadllm.models.load_model`), apply LoRA when `use_peft`, build the trajectory dataset
     and collator, and return a ready `TADTrainer`."""
@@ -325,15 +233,12 @@ def build_trainer(config: TADConfig, **trainer_kwargs) -> TADTrainer:
                        "turn it off to redraw steps_per_trajectory each epoch")
     collator = TADCollator(family.mask_token_id, family.fill_token_id, delta=config.delta, mode=config.loss_mode)
     model.train()
-    teacher = None
-    if config.needs_teacher and config.resolved_teacher_mode == "frozen_copy":
-        teacher = copy.deepcopy(model)  # before LoRA: the untouched base
     if config.use_peft:
         model = apply_lora(model, config, family)
     if tokenizer is not None:
         trainer_kwargs.setdefault("tokenizer", tokenizer)
-    return TADTrainer(model=model, args=config, family=family, teacher=teacher, train_dataset=dataset,
-                      data_collator=collator, **trainer_kwargs)
+    return TADTrainer(model=model, args=config, family=family, train_dataset=dataset, data_collator=collator,
+                      **trainer_kwargs)
 
 
 def check_trajectory_metadata(dataset, tokenizer, family: ModelFamily) -> None:
@@ -353,72 +258,6 @@ def check_trajectory_metadata(dataset, tokenizer, family: ModelFamily) -> None:
             metas.append(meta)
     if metas:
         check_compatible(metas, tokenizer, family)
-
-
-TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint folder by the HF Trainer
-
-
-def checkpoint_complete(folder: str | Path) -> bool:
-    """True when a `checkpoint-*` folder was fully written: the Trainer writes `trainer_state.json` after the
-    weights, optimizer, scheduler and RNG states, so a folder cut off by a kill lacks it (or holds a
-    truncated one)."""
-    try:
-        json.loads((Path(folder) / TRAINER_STATE).read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def last_complete_checkpoint(output_dir: str | Path) -> str | None:
-    """The `checkpoint-N` folder with the largest N that is complete (see `checkpoint_complete`);
-    incomplete ones (a save interrupted by a kill) are skipped with a warning."""
-    out = Path(output_dir)
-    if not out.is_dir():
-        return None
-    found = []
-    for p in out.iterdir():
-        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-        if m and p.is_dir():
-            found.append((int(m.group(1)), p))
-    for _, p in sorted(found, reverse=True):
-        if checkpoint_complete(p):
-            return str(p)
-        logger.warning("skipping %s: incomplete checkpoint (no readable %s; interrupted while saving?)",
-                       p, TRAINER_STATE)
-    return None
-
-
-def resolve_resume(config: TADConfig):
-    """None, or the checkpoint to resume from: `true` = the last complete one in output_dir (must exist),
-    `auto` = the last complete one if any, else a path (which must be a complete checkpoint)."""
-    value = config.resume_from_checkpoint
-    if value is None or value is False or (isinstance(value, str) and value.lower() in ("", "false", "no", "none")):
-        return None
-    out = Path(config.output_dir)
-    if value is True or (isinstance(value, str) and value.lower() in ("true", "yes", "auto", "last")):
-        last = last_complete_checkpoint(out)
-        if last is None and str(value).lower() not in ("auto",):
-            raise FileNotFoundError(f"resume_from_checkpoint={value}: no complete checkpoint-* folder in {out}; "
-                                    f"use resume_from_checkpoint=auto to start fresh when there is none")
-        return last
-    if not Path(value).is_dir():
-        raise FileNotFoundError(f"resume_from_checkpoint: {value} is not a checkpoint folder")
-    if not checkpoint_complete(value):
-        raise FileNotFoundError(f"resume_from_checkpoint: {value} is incomplete (no readable {TRAINER_STATE}; "
-                                f"was its save interrupted?); pass an earlier checkpoint")
-    return value
-
-
-def portable_tokenizer_config(folder: str | Path) -> None:
-    """transformers 5 saves fast tokenizers as "TokenizersBackend", a class 4.x cannot load;
-    "PreTrainedTokenizerFast" loads the same tokenizer.json in both."""
-    path = Path(folder) / "tokenizer_config.json"
-    if not path.exists() or not (Path(folder) / "tokenizer.json").exists():
-        return
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    if cfg.get("tokenizer_class") == "TokenizersBackend":
-        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-        path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def save_result(trainer: TADTrainer, output_dir: str | Path | None = None) -> Path:
@@ -446,25 +285,3 @@ def train(config: TADConfig) -> TADTrainer:
     trainer.train(resume_from_checkpoint=resume)
     save_result(trainer)
     return trainer
-
-
-def main_train(argv: list[str] | None = None) -> int:
-    """`tad train --config recipe.yaml key=value ...`"""
-    from tadllm.cli import ArgumentParser
-
-    parser = ArgumentParser(
-        prog="tad train", description="Train a TAD student on teacher trajectories (see docs/training.md).")
-    parser.add_argument("--config", "-c", help="YAML recipe (TADConfig fields)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="field overrides applied after the YAML, e.g. delta=8 lora_r=16 output_dir=out")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    args, extra = parser.parse_known_args(argv)
-    bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides are key=value)")
-    config = load_config(args.config, list(args.overrides) + extra)
-    if args.print_config:
-        print(config.to_json_string())
-        return 0
-    train(config)
-    return 0

@@ -312,10 +312,10 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
     def get_output_embeddings(self):
         return None if self.config.weight_tying else self.model.transformer.ff_out
 
-    def _attention_mask(self, attention_mask, q_len, k_len, dtype):
+    def _attention_mask(self, attention_mask, dtype):
         """Additive key-padding mask (B, 1, 1, K) or None when every key is visible."""
-        # An all-ones mask is dropped so SDPA can use its fastest kernel: measured on an H200, always passing
-        # the mask made cached (dual) decoding 21 % slower than this check's host sync costs.
+        # An all-ones mask is dropped so SDPA can use its fastest kernel: always passing the mask slowed cached
+        # (dual) decoding by more than this check's host sync costs (benchmarks/RESULTS.md).
         if attention_mask is None:
             return None
         # (No check while a CUDA graph is captured or torch.compile traces: a host sync is not allowed there.)
@@ -353,7 +353,7 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         head_dim = self.config.d_model // self.config.n_heads
         sin, cos = rope_tables(position_ids, head_dim, self.config.rope_theta)
         k_len = T if attention_mask is None else attention_mask.shape[1]
-        mask = self._attention_mask(attention_mask, T, k_len, x.dtype)
+        mask = self._attention_mask(attention_mask, x.dtype)
         new_cache = []
         for i, block in enumerate(tr.blocks):
             past = kv_cache[i] if kv_cache is not None else None

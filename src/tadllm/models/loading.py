@@ -156,13 +156,13 @@ def load_model(
     mask_token_id: int | None = None,
     shift_logits: bool | None = None,
     revision: str | None = None,
-    native: bool | None = None,
+    native: bool = True,
 ) -> tuple[torch.nn.Module, object, ModelFamily]:
     """Load a masked-diffusion LM and describe it. Returns (model in eval mode, tokenizer or None, family).
 
-    `native`: None (default) = tadllm's own class when the model type is a native family (LLaDA, Dream),
+    `native`: True (default) = tadllm's own class when the model type is a native family (LLaDA, Dream),
     else the checkpoint's remote code; False = always the checkpoint's remote code (needs
-    `trust_remote_code`); True = require a native family."""
+    `trust_remote_code`)."""
     name_or_path = str(name_or_path)
     torch_dtype = parse_dtype(dtype)
     config_dict = _read_config_dict(name_or_path)
@@ -183,11 +183,9 @@ def load_model(
             raise FileNotFoundError(f"{name_or_path} is neither a local model folder nor a model the Hugging "
                                     f"Face hub (or its cache) could provide: {first}") from err
     cls = native_class(model_type)
-    if native and cls is None:
-        raise ValueError(f"model_type {model_type!r} is not a native tadllm family ({', '.join(NATIVE_MODEL_TYPES)})")
-    if cls is not None and native is not False:
+    native = native and cls is not None
+    if native:
         model = cls.from_pretrained(name_or_path, **kwargs)
-        native = True
     else:
         if not trust_remote_code:
             what = ("native=False asks for the checkpoint's own code" if cls is not None else
@@ -197,7 +195,6 @@ def load_model(
                 f"(CLI: --trust-remote-code) if you trust {name_or_path}."
             )
         model = _load_remote(name_or_path, kwargs)
-        native = False
     tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code, config=model.config)
     family = resolve_family(model.config, tokenizer, mask_token_id=mask_token_id, shift_logits=shift_logits,
                             native=native)

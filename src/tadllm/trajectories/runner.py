@@ -119,17 +119,7 @@ def _valid_done(done: list[dict], chunks: list[list[int]], ids: list[str], out: 
     return by_chunk
 
 
-def generate_trajectories(model, tokenizer, family, task, examples: Sequence, decode_config: DecodeConfig | None = None,
-                          out_dir: str | os.PathLike = "trajectories", samples_per_problem: int = 1,
-                          batch_size: int = 32, keep: str = "correct", template: str | None = None, seed: int = 0,
-                          model_name: str | None = None, model_revision: str | None = None, rank: int = 0,
-                          world_size: int = 1, progress: bool = True, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict:
-    """Decode the teacher (privileged prompt) on this rank's problems, verify, store; return the summary.
-
-    Rank `rank` of `world_size` takes problems `i % world_size == rank`. With world_size 1 the returned dict
-    is `summary.json`; otherwise it is this rank's `summary-r{rank}.json` (the merged `summary.json` is
-    written by whichever rank finishes last, or by `summarize(out_dir)`).
-    """
+def _check_arguments(tokenizer, keep, samples_per_problem, batch_size, chunk_size, rank, world_size) -> None:
     _require_tokenizer(tokenizer)
     if keep not in KEEP_MODES:
         raise ValueError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
@@ -137,23 +127,22 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
         raise ValueError("samples_per_problem, batch_size and chunk_size must be >= 1")
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-    decode_config = decode_config or default_trajectory_decode_config()
-    decode_config.validate()
-    examples = list(examples)
+
+
+def _problem_ids(examples: list) -> list[str]:
+    """The problems' ids as strings; a ValueError when there are none or an id repeats."""
     if not examples:
         raise ValueError("no problems to decode: the task's dataset is empty (check --data, --split and --limit)")
     ids = [str(ex.id) for ex in examples]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise ValueError(f"problem ids must be unique (resume and sharding rely on them); repeated: {dup}")
-    mine = list(range(rank, len(examples), world_size))
-    _check_prompt_lengths(model, tokenizer, family, task, [examples[i] for i in mine], template,
-                          decode_config.gen_length)
+    return ids
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    base_config = dataclasses.asdict(decode_config)
-    identity = {
+
+def _identity(model, tokenizer, family, task, model_name, model_revision, template, seed) -> dict:
+    """What the records' `meta` and the manifest say about the run's model, tokenizer and prompts."""
+    return {
         "format_version": storage.FORMAT_VERSION,
         "task": getattr(task, "name", type(task).__name__),
         "model": _model_name(model, model_name),
@@ -168,20 +157,36 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
         "template": template,
         "seed": seed,
     }
-    manifest = {
-        **identity,
-        "decode_config": base_config,
-        "samples_per_problem": samples_per_problem,
-        "keep": keep,
-        "world_size": world_size,
-        "chunk_size": chunk_size,
-        "batch_size": batch_size,
-        "n_problems": len(ids),
-        "problems_sha256": _problems_hash(ids),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "tadllm_version": _version(),
-    }
-    _check_manifest(out, manifest)
+
+
+def generate_trajectories(model, tokenizer, family, task, examples: Sequence, decode_config: DecodeConfig | None = None,
+                          out_dir: str | os.PathLike = "trajectories", samples_per_problem: int = 1,
+                          batch_size: int = 32, keep: str = "correct", template: str | None = None, seed: int = 0,
+                          model_name: str | None = None, model_revision: str | None = None, rank: int = 0,
+                          world_size: int = 1, progress: bool = True, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict:
+    """Decode the teacher (privileged prompt) on this rank's problems, verify, store; return the summary.
+
+    Rank `rank` of `world_size` takes problems `i % world_size == rank`. With world_size 1 the returned dict
+    is `summary.json`; otherwise it is this rank's `summary-r{rank}.json` (the merged `summary.json` is
+    written by whichever rank finishes last, or by `summarize(out_dir)`).
+    """
+    _check_arguments(tokenizer, keep, samples_per_problem, batch_size, chunk_size, rank, world_size)
+    decode_config = decode_config or default_trajectory_decode_config()
+    decode_config.validate()
+    examples = list(examples)
+    ids = _problem_ids(examples)
+    mine = list(range(rank, len(examples), world_size))
+    _check_prompt_lengths(model, tokenizer, family, task, [examples[i] for i in mine], template,
+                          decode_config.gen_length)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    identity = _identity(model, tokenizer, family, task, model_name, model_revision, template, seed)
+    _check_manifest(out, {
+        **identity, "decode_config": dataclasses.asdict(decode_config), "samples_per_problem": samples_per_problem,
+        "keep": keep, "world_size": world_size, "chunk_size": chunk_size, "batch_size": batch_size,
+        "n_problems": len(ids), "problems_sha256": _problems_hash(ids),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "tadllm_version": _version()})
 
     chunks = [mine[i:i + chunk_size] for i in range(0, len(mine), chunk_size)]
     start = time.perf_counter()

@@ -93,8 +93,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 # Dictionary encoding only for the repetitive string columns: on token-id lists from a large vocabulary the
-# dictionary holds nearly every id once and costs ~4.3 bytes per id (bench_storage.py, 2026-11-26: 4,609 vs
-# 3,078 bytes per LLaDA-scale trajectory); plain + zstd level 9 was also 5 % smaller on the testbed's.
+# dictionary holds nearly every id once; plain + zstd level 9 is smaller (benchmarks/RESULTS.md, "Storage").
 DICTIONARY_COLUMNS = ["problem_id", "text", "answer", "meta"]
 
 
@@ -159,48 +158,123 @@ def append_done(path: str | os.PathLike, entry: dict) -> None:
 
 # ------------------------------------------------------------------------------------------ reading
 
+# Fields a record needs to be trained on (`tadllm.distill.data`); `sample_idx`, `correct` and `meta` are
+# read when present, the text fields (`text`, `answer`) only when asked for.
+REQUIRED_FIELDS = ("problem_id", "prompt_ids", "teacher_prompt_ids", "tokens", "reveal_step", "num_steps")
+TRAINING_FIELDS = REQUIRED_FIELDS + ("sample_idx", "correct", "meta")
+
 
 def shard_files(path: str | os.PathLike) -> list[str]:
-    """Parquet files of a trajectory set: a run directory (its `shard-*.parquet`), one file, or a glob."""
+    """Parquet files of a trajectory set: a run directory (its `shard-*.parquet`; else every `.parquet` below
+    it, hidden files and folders excluded: those are writers' temporaries), one file, or a glob."""
     path = str(path)
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, SHARD_GLOB)))
         if not files:  # a directory of other parquet files (copied / re-sharded data)
-            files = sorted(glob.glob(os.path.join(path, "*.parquet")))
+            root = Path(path)
+            files = sorted(str(f) for f in root.rglob("*.parquet")
+                           if not any(part.startswith(".") for part in f.relative_to(root).parts))
         return files
     if os.path.isfile(path):
         return [path]
     files = sorted(glob.glob(path))
     if not files:
-        raise FileNotFoundError(f"no trajectory files at {path}")
+        raise FileNotFoundError(f"trajectory data {path} does not exist; write it first with `tad trajectories "
+                                f"--model MODEL --task TASK --out {path}` (docs/training.md)")
     return files
 
 
 def read_trajectories(path: str | os.PathLike, as_list: bool = False, columns: list[str] | None = None):
-    """All records of a trajectory set (directory, parquet file or glob) as a `pyarrow.Table`, or with
-    `as_list=True` as a list of dicts. Records are ordered by shard file, then as written."""
-    files = shard_files(path)
-    if not files:
+    """All records of a trajectory set as a `pyarrow.Table`, or with `as_list=True` as a list of dicts.
+
+    `path`: a run directory or folder of parquet shards, a parquet file, a glob, or a `.jsonl` / `.json` file
+    (hand-made records; a `.json` file holds a list, or {"records": [...]}). Records are ordered by file,
+    then as written. `columns`: the fields to read (None: all); the `REQUIRED_FIELDS` among them must be
+    present, the others are read where present. A file that cannot be read, a JSON row that is not an
+    object or a file without a required field is a ValueError naming the file (and the line)."""
+    p = Path(path)
+    if p.is_file() and p.suffix in (".jsonl", ".json"):
+        records = _json_records(p, columns)
+        return records if as_list else pa.Table.from_pylist(records)
+    tables = [_read_shard(f, columns) for f in shard_files(path)]
+    if not tables:
         table = SCHEMA.empty_table()
-        if columns is not None:
-            table = table.select(columns)
+        table = table if columns is None else table.select([c for c in columns if c in FIELDS])
     else:
-        table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+        table = pa.concat_tables(tables, promote_options="default")
     return table.to_pylist() if as_list else table
 
 
-def state_at(record: Mapping, s: int, mask_id: int):
-    """x(s): the response after step s (s = 0: all masks; s >= num_steps: the final tokens).
+def _required(columns: list[str] | None) -> list[str]:
+    return list(REQUIRED_FIELDS) if columns is None else [c for c in columns if c in REQUIRED_FIELDS]
+
+
+def _read_shard(path: str, columns: list[str] | None) -> pa.Table:
+    try:
+        names = pq.read_schema(path).names
+        missing = [c for c in _required(columns) if c not in names]
+        if missing:
+            raise ValueError(f"{path}: trajectory file lacks column(s) {missing}; it has {names}")
+        return pq.read_table(path, columns=None if columns is None else [c for c in columns if c in names])
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path}: cannot read trajectory parquet file ({err})") from err
+
+
+def _json_rows(path: Path) -> list[tuple[str, Any]]:
+    """(where, row) of a .jsonl file (one object per line) or a .json file (a list, or {"records": [...]})."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {err.lineno}: invalid JSON ({err.msg})") from err
+        if isinstance(data, dict) and isinstance(data.get("records"), list):
+            data = data["records"]
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON list of trajectory records (or {{\"records\": [...]}})")
+        return [(f"{path}, record {i + 1}", row) for i, row in enumerate(data)]
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((f"{path}, line {lineno}", json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {lineno}: invalid JSON ({err.msg})") from err
+    return rows
+
+
+def _json_records(path: Path, columns: list[str] | None) -> list[dict]:
+    records = []
+    for where, row in _json_rows(path):
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a trajectory record (a JSON object), got {type(row).__name__}")
+        missing = [f for f in _required(columns) if f not in row]
+        if missing:
+            raise ValueError(f"{where}: trajectory record lacks field(s) {missing}; it has {sorted(row)}")
+        records.append(row if columns is None else {k: row[k] for k in columns if k in row})
+    return records
+
+
+def state_at(record: Mapping, s, mask_id: int):
+    """x(s): the response after step s (s = 0: all masks; s >= num_steps: the final tokens); the one
+    definition of the state, `x(s)_i = tokens[i] if reveal_step[i] <= s else mask_id`.
 
     `record` holds `tokens` and `reveal_step` (a record dict, or anything with those keys). Lists give a
-    list of ints; torch tensors (any leading batch dims) give a tensor."""
+    list of ints; torch tensors (any leading batch dims) give a tensor, and then `s` may also be a tensor
+    of one step per row (shape: the leading dims)."""
     tokens, reveal = record["tokens"], record["reveal_step"]
-    if s < 0:
-        raise ValueError(f"step must be >= 0, got {s}")
     if hasattr(tokens, "dim"):  # torch tensors, without importing torch here
         import torch
 
-        return torch.where(reveal <= s, tokens, torch.full_like(tokens, mask_id))
+        if tokens.shape != reveal.shape:
+            raise ValueError(f"tokens {tuple(tokens.shape)} and reveal_step {tuple(reveal.shape)} differ in shape")
+        s = torch.as_tensor(s, device=reveal.device)
+        if bool((s < 0).any()):
+            raise ValueError(f"step must be >= 0, got {s.tolist()}")
+        return torch.where(reveal <= s[..., None], tokens, torch.full_like(tokens, mask_id))
+    if s < 0:
+        raise ValueError(f"step must be >= 0, got {s}")
     if len(tokens) != len(reveal):
         raise ValueError(f"tokens ({len(tokens)}) and reveal_step ({len(reveal)}) differ in length")
     return [t if r <= s else mask_id for t, r in zip(tokens, reveal)]
