@@ -66,7 +66,7 @@ def build_dataclass(cls, data: dict, sources: dict | None = None):
 
 
 def main_pretrain(argv=None) -> int:
-    from tadllm.cli import ArgumentParser
+    from tadllm.cliargs import ArgumentParser
 
     parser = ArgumentParser(prog="tad pretrain", description=__doc__)
     parser.add_argument("--config", help="YAML recipe (e.g. configs/testbed-pretrain.yaml)")

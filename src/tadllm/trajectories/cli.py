@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from tadllm.cli import DTYPE_HELP, ArgumentParser, dtype_arg
+from tadllm.cliargs import DTYPE_HELP, ArgumentParser, dtype_arg
 from tadllm.decoding import POLICIES
 
 
@@ -72,7 +72,7 @@ def _dist_state():
 
 def main_trajectories(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tadllm.cli import apply_model_settings
+    from tadllm.cliargs import apply_model_settings
     from tadllm.decoding import DecodeConfig
     from tadllm.errors import UserError
     from tadllm.models import default_device, load_model

@@ -186,7 +186,7 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
     chunks = [mine[i:i + chunk_size] for i in range(0, len(mine), chunk_size)]
     start = time.perf_counter()
     with storage._locked(out / f".lock-r{rank}", blocking=False):
-        for stale in out.glob(f".shard-r{rank:03d}-*.tmp-*"):
+        for stale in out.glob(f".shard-r{rank:03d}-*.tmp*"):  # tadllm.io's (and older) temporaries
             stale.unlink(missing_ok=True)
         done_path = out / storage.done_name(rank)
         done = _valid_done(storage.read_done(done_path, repair=True), chunks, ids, out)
