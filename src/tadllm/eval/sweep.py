@@ -4,48 +4,35 @@ results.json (resume) and `short_config` names it in logs."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
+import typing
 from collections.abc import Mapping, Sequence
 
+from tadllm.config import coerce, config_fields
 from tadllm.decoding.config import FIXED_COUNT_POLICIES, THRESHOLD_POLICIES, DecodeConfig
 
 __all__ = ["parse_sweep", "sweep_configs", "config_key", "short_config"]
 
 
-_CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(DecodeConfig)}
+_CONFIG_FIELDS = config_fields(DecodeConfig)  # name -> type
 _NONE_WORDS = {"none", "null"}
-_TRUE_WORDS = {"true", "1", "yes", "on"}
-_FALSE_WORDS = {"false", "0", "no", "off"}
 
 
 def _coerce(key: str, raw: str):
-    """A sweep value, typed after the DecodeConfig field (``int | None``, ``float``, ``bool``, ``str``)."""
+    """A sweep value, typed after the DecodeConfig field by `tadllm.config.coerce` (the conversion of every
+    recipe value too); ``none`` / ``null`` for optional fields."""
     text = raw.strip()
-    ftype = str(_CONFIG_FIELDS[key].type).replace(" ", "")
-    optional = "None" in ftype
-    base = ftype.replace("|None", "").replace("Optional[", "").rstrip("]")
+    ftype = _CONFIG_FIELDS[key]
+    members = [t for t in typing.get_args(ftype) if t is not type(None)] or [ftype]
     if text.lower() in _NONE_WORDS:
-        if not optional:
+        if type(None) not in typing.get_args(ftype):
             raise ValueError(f"sweep {key}: {key} cannot be None")
         return None
     try:
-        if base == "bool":
-            low = text.lower()
-            if low not in _TRUE_WORDS | _FALSE_WORDS:
-                raise ValueError
-            return low in _TRUE_WORDS
-        if base == "int":
-            value = float(text)
-            if not value.is_integer():
-                raise ValueError
-            return int(value)
-        if base == "float":
-            return float(text)
-    except ValueError:
-        raise ValueError(f"sweep {key}: {raw!r} is not a valid {base}") from None
-    return text
+        return coerce(key, text, ftype)
+    except (TypeError, ValueError):
+        raise ValueError(f"sweep {key}: {raw!r} is not a valid {members[0].__name__}") from None
 
 
 def parse_sweep(specs: str | Sequence[str] | None) -> list[dict]:
