@@ -75,5 +75,9 @@ def dist_context() -> DistContext:
         # Without CUDA, accelerate only sets up a (gloo) process group when asked for the CPU explicitly.
         cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
         state = PartialState(cpu=cpu)
+        launched = int(os.environ["WORLD_SIZE"])
+        if launched != state.num_processes:
+            raise RuntimeError(f"launched with WORLD_SIZE={launched} but accelerate sees {state.num_processes} "
+                               f"process(es); check the launcher configuration")
         return DistContext(state.process_index, state.num_processes, state.device, state)
     return DistContext()
