@@ -48,28 +48,56 @@ def _matches(value, tp) -> bool:
 def coerce(name: str, value, tp):
     """Convert `value` (from YAML or a CLI string) to the field type `tp`; ValueError names the field."""
     if _is_union(tp):
-        members = [a for a in typing.get_args(tp) if a is not type(None)]
-        optional = len(members) < len(typing.get_args(tp))
-        if value is None:
-            if optional:
-                return None
-            raise ValueError(f"{name} cannot be null")
-        if optional and str not in members and isinstance(value, str) and value.lower() in ("none", "null"):
-            return None
-        for m in members:
-            if _matches(value, m):
-                return value
-        errors = []
-        for m in members:
-            try:
-                return coerce(name, value, m)
-            except (TypeError, ValueError) as err:
-                errors.append(str(err))
-        raise ValueError(f"{name}: cannot use {value!r} ({'; '.join(errors)})")
+        return _coerce_union(name, value, tp)
     if value is None:
         raise ValueError(f"{name} cannot be null")
     if tp is typing.Any:
         return value
+    if tp in (bool, int, float, str):
+        return _coerce_scalar(name, value, tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    origin = typing.get_origin(tp)
+    if origin is list or tp is list:
+        inner = (typing.get_args(tp) or (typing.Any,))[0]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [coerce(name, v, inner) for v in value]
+    if origin is dict or tp is dict:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} expects a mapping, got {value!r}")
+        return value
+    return value
+
+
+def _coerce_union(name: str, value, tp):
+    """`X | Y | None`: a value already of a member type is kept, else the first member it converts to."""
+    members = [a for a in typing.get_args(tp) if a is not type(None)]
+    optional = len(members) < len(typing.get_args(tp))
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name} cannot be null")
+    if optional and str not in members and isinstance(value, str) and value.lower() in ("none", "null"):
+        return None
+    for m in members:
+        if _matches(value, m):
+            return value
+    errors = []
+    for m in members:
+        try:
+            return coerce(name, value, m)
+        except (TypeError, ValueError) as err:
+            errors.append(str(err))
+    raise ValueError(f"{name}: cannot use {value!r} ({'; '.join(errors)})")
+
+
+def _coerce_scalar(name: str, value, tp):
+    """bool (true/false, yes/no, on/off, 1/0), int (also `8.0`), float or str."""
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -89,31 +117,13 @@ def coerce(name: str, value, tp):
         if isinstance(value, bool):
             raise ValueError(f"{name} expects a number, got {value!r}")
         return float(value)
-    if tp is str:
-        if isinstance(value, bool):
-            return str(value).lower()
-        if isinstance(value, (int, float)):
-            return str(value)
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"{name} expects a string, got {value!r}")
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
-    origin = typing.get_origin(tp)
-    if origin is list or tp is list:
-        inner = (typing.get_args(tp) or (typing.Any,))[0]
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        return [coerce(name, v, inner) for v in value]
-    if origin is dict or tp is dict:
-        if isinstance(value, str):
-            value = json.loads(value)
-        if not isinstance(value, dict):
-            raise ValueError(f"{name} expects a mapping, got {value!r}")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
         return value
-    return value
+    raise ValueError(f"{name} expects a string, got {value!r}")
 
 
 def _yaml_loader():

@@ -117,8 +117,6 @@ def evaluate(model, tokenizer, family, task, examples: Sequence, decode_config: 
         raise ValueError("no examples to evaluate")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    from tadllm.decoding import generate
-
     decode_config.validate()
     ctx = dist or dist_context()
     seed = decode_config.seed if seed is None else int(seed)
@@ -133,47 +131,14 @@ def evaluate(model, tokenizer, family, task, examples: Sequence, decode_config: 
     _check_prompt_lengths(model, {ids[i]: len(p) for i, p in prompts.items()}, decode_config.gen_length)
     # Similar prompt lengths in a batch: less left padding (generate also sorts inside a batch).
     order = sorted(local, key=lambda i: len(prompts[i]))
-    code_task = getattr(task, "kind", "") == "code"
-    records: list[dict] = []
-    n_correct = tokens_sum = nfe_sum = 0
     bar = _progress_bar(len(order), desc or f"{getattr(task, 'name', 'eval')} {short_config(decode_config)}",
                         progress and ctx.is_main)
-    from tadllm.progress import StepProgress
-
-    steps = StepProgress(bar)  # the bar moves at every decoding step, not only per batch
     try:
-        for lo in range(0, len(order), batch_size):
-            batch = order[lo:lo + batch_size]
-            cfg = dataclasses.replace(decode_config, seed=decode_config.seed + batch[0])
-            out = generate(model, family, [prompts[i] for i in batch], cfg, progress=steps.done,
-                           on_step=steps.on_step)
-            texts = [decode_output(tokenizer, out.tokens[j], out.num_tokens[j]) for j in range(len(batch))]
-            verdicts = task.score_batch(texts, [examples[i] for i in batch])
-            share = out.wall_time / len(batch)
-            for j, i in enumerate(batch):
-                ex = examples[i]
-                rec = {"id": ids[i], "index": i, "output": texts[j], "answer": _extract(task, texts[j]),
-                       "correct": bool(verdicts[j]), "nfe": int(out.nfe[j]), "num_tokens": int(out.num_tokens[j]),
-                       "prompt_tokens": len(prompts[i]), "wall_time": share}
-                if not code_task:
-                    rec["gold"] = ex.answer
-                records.append(rec)
-                n_correct += rec["correct"]
-                tokens_sum += rec["num_tokens"]
-                nfe_sum += rec["nfe"]
-            bar.set_postfix(acc=f"{100.0 * n_correct / len(records):.1f}", tpf=f"{tokens_sum / max(nfe_sum, 1):.2f}")
+        records = _decode_and_score(model, tokenizer, family, task, examples, prompts, order, decode_config,
+                                    batch_size, bar)
     finally:
         bar.close()
-
-    per_rank = ctx.gather(records)
-    partial = not ctx.is_main
-    if ctx.is_main:
-        records = merge_records(per_rank, key="index")
-        records.sort(key=lambda r: r["index"])
-        if len(records) != len(examples):  # pragma: no cover - a lost rank
-            raise RuntimeError(f"gathered {len(records)} records for {len(examples)} examples")
-    else:
-        records.sort(key=lambda r: r["index"])
+    records = _gathered(ctx, records, len(examples))
     run = {"config": decode_config.to_dict()}
     if label:
         run["label"] = label
@@ -188,9 +153,50 @@ def evaluate(model, tokenizer, family, task, examples: Sequence, decode_config: 
         "n_examples": len(examples),
         "elapsed_s": time.perf_counter() - start,
     })
-    if partial:
+    if not ctx.is_main:
         run["partial"] = True
     return run
+
+
+def _decode_and_score(model, tokenizer, family, task, examples, prompts: dict, order: list[int],
+                      decode_config: DecodeConfig, batch_size: int, bar) -> list[dict]:
+    """The records of the examples `order` (this rank's, shortest prompts first), batch by batch."""
+    from tadllm.decoding import generate
+    from tadllm.progress import StepProgress
+
+    code_task = getattr(task, "kind", "") == "code"
+    records: list[dict] = []
+    n_correct = tokens_sum = nfe_sum = 0
+    steps = StepProgress(bar)  # the bar moves at every decoding step, not only per batch
+    for lo in range(0, len(order), batch_size):
+        batch = order[lo:lo + batch_size]
+        cfg = dataclasses.replace(decode_config, seed=decode_config.seed + batch[0])
+        out = generate(model, family, [prompts[i] for i in batch], cfg, progress=steps.done, on_step=steps.on_step)
+        texts = [decode_output(tokenizer, out.tokens[j], out.num_tokens[j]) for j in range(len(batch))]
+        verdicts = task.score_batch(texts, [examples[i] for i in batch])
+        share = out.wall_time / len(batch)
+        for j, i in enumerate(batch):
+            rec = {"id": str(examples[i].id), "index": i, "output": texts[j], "answer": _extract(task, texts[j]),
+                   "correct": bool(verdicts[j]), "nfe": int(out.nfe[j]), "num_tokens": int(out.num_tokens[j]),
+                   "prompt_tokens": len(prompts[i]), "wall_time": share}
+            if not code_task:
+                rec["gold"] = examples[i].answer
+            records.append(rec)
+            n_correct += rec["correct"]
+            tokens_sum += rec["num_tokens"]
+            nfe_sum += rec["nfe"]
+        bar.set_postfix(acc=f"{100.0 * n_correct / len(records):.1f}", tpf=f"{tokens_sum / max(nfe_sum, 1):.2f}")
+    return records
+
+
+def _gathered(ctx: DistContext, records: list[dict], n_examples: int) -> list[dict]:
+    """Rank 0: every rank's records merged, in input order; another rank: its own, in input order."""
+    per_rank = ctx.gather(records)
+    if ctx.is_main:
+        records = merge_records(per_rank, key="index")
+        if len(records) != n_examples:  # pragma: no cover - a lost rank
+            raise RuntimeError(f"gathered {len(records)} records for {n_examples} examples")
+    return sorted(records, key=lambda r: r["index"])
 
 
 def _check_prompt_lengths(model, lengths: Mapping[str, int], gen_length: int) -> None:
