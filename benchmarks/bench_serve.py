@@ -121,7 +121,7 @@ def load_model(args):
     """(model, tokenizer, family) on the device: random weights of --arch / --small, or --model."""
     import torch
 
-    from tadllm.cli import accelerate_decoding
+    from tadllm.cliargs import accelerate_decoding
 
     if args.model is not None:
         from tadllm.models import load_model as load

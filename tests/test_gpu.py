@@ -133,7 +133,7 @@ def test_decoding_commands_fuse_projections_on_cuda_with_the_same_tokens(cache):
     with CUDA graphs."""
     from types import SimpleNamespace
 
-    from tadllm.cli import accelerate_decoding
+    from tadllm.cliargs import accelerate_decoding
     from tadllm.decoding import DecodeConfig, generate
     from tadllm.models import load_model
     from tadllm.testbed.quickstart import BUNDLED_TEACHER

@@ -112,7 +112,7 @@ def test_foreign_tensor_in_a_borrowed_slot_runs_eagerly(fixture_model):
 
 
 def test_wrapper_unwraps_for_the_cache_check(fixture_model):
-    from tadllm.decoding.cache import _base_model
+    from tadllm.decoding.cache import base_model as _base_model
 
     model, _, _ = fixture_model
     assert _base_model(CUDAGraphModel(model)) is model

@@ -177,7 +177,7 @@ def eval_prompt(tok, monkeypatch):
 
 def generate_prompt(tok, monkeypatch, capsys, text: str, raw: bool = False):
     import tadllm.decoding
-    from tadllm import cli
+    from tadllm.decoding import cli
 
     rec = Recorder(tok)
     monkeypatch.setattr(tadllm.decoding, "generate", rec)

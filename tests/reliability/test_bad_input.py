@@ -347,11 +347,11 @@ def test_failed_write_of_results_json_keeps_the_previous_file(char_model, tmp_pa
     def crash_before_rename(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(runner.os, "replace", crash_before_rename)
+    monkeypatch.setattr(os, "replace", crash_before_rename)
     with pytest.raises(OSError, match="No space left"):
         run_sweep(model, tok, family, task, examples, base, parse_sweep("threshold=0.5,0.25"), out,
                   model_name="tiny", method="m", progress=False, log=lambda m: None)
-    monkeypatch.setattr(runner.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     assert (out / "results.json").read_bytes() == before  # untouched: one run, valid JSON
     assert len(json.loads(before)["runs"]) == 1
     assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []  # the temporary is removed

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 
 
-def _base_model(model):
+def base_model(model):
     """The module under torch.compile / peft wrappers."""
     seen = set()
     while id(model) not in seen:
@@ -64,7 +64,7 @@ def check_cache_support(model, family, mode: str) -> None:
     if not getattr(family, "supports_kv_cache", False):
         raise ValueError(
             f"use_cache={mode!r} needs a native LLaDA model (tadllm.models.llada.LLaDAModelLM, loaded without "
-            f"remote code); this model is {type(_base_model(model)).__name__} (family "
+            f"remote code); this model is {type(base_model(model)).__name__} (family "
             f"{getattr(family, 'name', '?')!r}), which has no KV-cache support in tadllm. Use use_cache='none' "
             f"(CLI: --use-cache none).")
 

@@ -25,6 +25,7 @@ padding no row needs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -104,12 +105,23 @@ def count_tokens(tokens: torch.Tensor, stop_ids: list[int]) -> torch.Tensor:
     return first.long()
 
 
+def overlong_prompts(model, lengths: Mapping, gen_length: int) -> tuple[int | None, dict]:
+    """(the model's maximum sequence length, {key: prompt length} of the prompts that do not fit with
+    `gen_length` generated tokens, in the order of `lengths`). The one prompt-length check: `generate`, `tad
+    generate`, `tad eval` and `tad trajectories` all use it (the latter two before decoding anything, with
+    messages naming the example)."""
+    limit = max_positions(model)
+    if limit is None:
+        return None, {}
+    return limit, {key: n for key, n in lengths.items() if n + gen_length > limit}
+
+
 def check_prompts(prompts, model, config: DecodeConfig) -> None:
     if not prompts:
         raise ValueError("no prompts to decode")
-    limit = max_positions(model)
-    longest = max(len(p) for p in prompts)
-    if limit is not None and longest + config.gen_length > limit:
+    limit, too_long = overlong_prompts(model, {i: len(p) for i, p in enumerate(prompts)}, config.gen_length)
+    if too_long:
+        longest = max(too_long.values())
         raise ValueError(f"prompt of {longest} tokens + gen_length {config.gen_length} exceeds the model's "
                          f"maximum sequence length {limit}; shorten the prompt or lower gen_length")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tadllm.cli import ArgumentParser
+from tadllm.cliargs import ArgumentParser
 
 from .config import load_config
 

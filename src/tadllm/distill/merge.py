@@ -69,14 +69,14 @@ def merge_adapter(adapter_dir, base=None, out_dir=None, dtype=None, device: str 
 
 def main_merge(argv: list[str] | None = None) -> int:
     """`tad merge ADAPTER --base BASE --out DIR`"""
-    from tadllm.cli import ArgumentParser
+    from tadllm.cliargs import ArgumentParser
 
     parser = ArgumentParser(prog="tad merge",
                                      description="Merge a TAD LoRA adapter into its base model (HF checkpoint).")
     parser.add_argument("adapter", help="adapter folder written by `tad train` (use_peft=true)")
     parser.add_argument("--base", help="base model folder or hub name (default: the one recorded in the adapter)")
     parser.add_argument("--out", required=True, help="output folder for the merged checkpoint")
-    from tadllm.cli import DTYPE_HELP, dtype_arg
+    from tadllm.cliargs import DTYPE_HELP, dtype_arg
 
     parser.add_argument("--dtype", default=None, type=dtype_arg,
                         help=f"dtype to merge and save in: {DTYPE_HELP} (default: the base's)")

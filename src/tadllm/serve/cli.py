@@ -17,7 +17,7 @@ FALLBACK_LENGTHS = {"gen_length": 256, "block_length": 32}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import add_decoding_args, add_model_args
+    from ..cliargs import add_decoding_args, add_model_args
 
     p = argparse.ArgumentParser(prog="tad serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,7 +50,7 @@ def recorded_lengths(model_path: str) -> dict:
 
 def server_config(args):
     """The server's DecodeConfig: the command line, lengths completed from the checkpoint's record."""
-    from ..cli import decoding_options
+    from ..cliargs import decoding_options
     from ..decoding import DecodeConfig
 
     options = decoding_options(args)
@@ -87,7 +87,7 @@ def main_serve(argv=None) -> int:
         from .app import create_app
     except ImportError as err:
         parser.error(f"tad serve needs fastapi and uvicorn ({err}): pip install 'tadllm[serve]'")
-    from ..cli import load_from_args
+    from ..cliargs import load_from_args
 
     if args.threads:
         import torch

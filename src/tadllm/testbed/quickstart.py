@@ -327,7 +327,7 @@ def run(cfg: QuickstartConfig) -> dict:
 
 def main_quickstart(argv=None) -> int:
     defaults = QuickstartConfig()
-    from tadllm.cli import ArgumentParser
+    from tadllm.cliargs import ArgumentParser
 
     p = ArgumentParser(prog="tad quickstart", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

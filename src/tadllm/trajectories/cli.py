@@ -7,7 +7,8 @@ import json
 import os
 import sys
 
-from tadllm.cli import DTYPE_HELP, ArgumentParser, dtype_arg
+from tadllm.cliargs import DTYPE_HELP, ArgumentParser, dtype_arg
+from tadllm.distributed import dist_context
 from tadllm.decoding import POLICIES
 
 
@@ -54,25 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _dist_state():
-    """(rank, world size, this process's device) from accelerate (imported only here). Without
-    `accelerate launch` / torchrun this is (0, 1, default device). No collective is ever run: ranks share
-    nothing but the output directory."""
-    import torch
-    from accelerate import PartialState
-
-    # cpu=True lets torchrun / accelerate start several CPU processes (gloo); with GPUs, one GPU per process
-    state = PartialState(cpu=not torch.cuda.is_available())
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != state.num_processes:
-        raise RuntimeError(f"launched with WORLD_SIZE={launched} but accelerate sees {state.num_processes} "
-                           f"process(es); check the launcher configuration")
-    return state.process_index, state.num_processes, state.device
-
-
 def main_trajectories(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tadllm.cli import apply_model_settings
+    from tadllm.cliargs import apply_model_settings
     from tadllm.decoding import DecodeConfig
     from tadllm.errors import UserError
     from tadllm.models import default_device, load_model
@@ -85,7 +70,8 @@ def main_trajectories(argv: list[str] | None = None) -> int:
     if template and template.startswith("@"):
         with open(template[1:], encoding="utf-8") as f:
             template = f.read()
-    rank, world, dist_device = _dist_state()
+    ctx = dist_context()  # the setup of tad eval too; no collective is run: ranks share only the output folder
+    rank, world, dist_device = ctx.rank, ctx.world_size, ctx.device
     device = args.device
     if world > 1 and dist_device is not None and (device is None or device == "cuda"):
         device = dist_device  # one GPU per process

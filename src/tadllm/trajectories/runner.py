@@ -92,17 +92,18 @@ def _check_manifest(out: Path, manifest: dict) -> None:
 def _check_prompt_lengths(model, tokenizer, family, task, examples, template, gen_length: int) -> None:
     """Fail before anything is decoded or written when a teacher prompt + the canvas exceeds the model's
     maximum sequence length (the decoding engine would only find out at that problem's chunk)."""
-    from tadllm.decoding.loop import max_positions
+    from tadllm.decoding.state import max_positions, overlong_prompts
 
-    limit = max_positions(model)
-    if limit is None:
-        return
-    for ex in examples:
-        n = len(encode_prompt(tokenizer, family, task.privileged_prompt(ex, template)))
-        if n + gen_length > limit:
-            raise ValueError(f"problem {ex.id!r}: its teacher prompt has {n} tokens + gen_length {gen_length} > "
-                             f"the model's maximum sequence length {limit}; shorten it, lower --gen-length "
-                             f"or drop that problem")
+    if max_positions(model) is None:
+        return  # no limit: nothing to encode
+    lengths = {i: len(encode_prompt(tokenizer, family, task.privileged_prompt(ex, template)))
+               for i, ex in enumerate(examples)}
+    limit, too_long = overlong_prompts(model, lengths, gen_length)
+    if too_long:
+        first, n = next(iter(too_long.items()))
+        raise ValueError(f"problem {examples[first].id!r}: its teacher prompt has {n} tokens + gen_length "
+                         f"{gen_length} > the model's maximum sequence length {limit}; shorten it, lower "
+                         f"--gen-length or drop that problem")
 
 
 def _valid_done(done: list[dict], chunks: list[list[int]], ids: list[str], out: Path) -> dict[int, dict]:
@@ -191,7 +192,7 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
     chunks = [mine[i:i + chunk_size] for i in range(0, len(mine), chunk_size)]
     start = time.perf_counter()
     with storage._locked(out / f".lock-r{rank}", blocking=False):
-        for stale in out.glob(f".shard-r{rank:03d}-*.tmp-*"):
+        for stale in out.glob(f".shard-r{rank:03d}-*.tmp*"):  # tadllm.io's (and older) temporaries
             stale.unlink(missing_ok=True)
         done_path = out / storage.done_name(rank)
         done = _valid_done(storage.read_done(done_path, repair=True), chunks, ids, out)

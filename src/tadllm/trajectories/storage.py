@@ -28,6 +28,8 @@ from typing import Any, Iterable, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tadllm.io import atomic_write, atomic_write_bytes  # noqa: F401 - atomic_write_bytes re-exported
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -65,27 +67,7 @@ def summary_name(rank: int) -> str:
 
 
 # ------------------------------------------------------------------------------------ atomic files
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened / fsynced
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to a hidden temporary file beside `path`, fsync it, then `os.replace` it into place."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+# one implementation for the whole package: `tadllm.io` (hidden `.NAME.PID.tmp`, fsync, os.replace)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -101,12 +83,8 @@ def write_shard(path: str | os.PathLike, records: list[dict]) -> int:
     """Write records as one parquet file, atomically (tmp file + fsync + os.replace). Returns its size."""
     path = Path(path)
     table = records_to_table(records)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp, compression="zstd", compression_level=9, use_dictionary=DICTIONARY_COLUMNS)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", compression_level=9,
+                                                  use_dictionary=DICTIONARY_COLUMNS))
     return path.stat().st_size
 
 
