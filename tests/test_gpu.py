@@ -196,7 +196,9 @@ def test_rows_admitted_mid_way_decode_as_alone_on_cuda(cache):
             finally:
                 torch.cuda.set_sync_debug_mode("default")
             syncs = sum("synchroniz" in str(w.message) for w in caught)
-        assert cache != "none" or syncs <= 3, syncs
+        # the loop's guarantee (eager, no cache); under graphs a new head range or batch shape is captured on
+        # first sight, which waits for the device too
+        assert cache != "none" or runner is not model or syncs <= 3, syncs
         while state.num_live:
             state.step()
         for i in range(3):

@@ -46,10 +46,8 @@ def apply_model_settings(args, command: str, task_name: str | None = None):
     """Fill the decoding lengths left unset from the model's recorded settings (`tadllm.testbed.settings`),
     check that the decoding flags go together, and load the task (with the model's problem distribution
     when it records one). Prints one line when defaults came from the model. Returns the task or None."""
-    from tadllm.models.loading import check_model_folder
     from tadllm.testbed.settings import describe, fill_lengths, load_task, recorded_settings
 
-    check_model_folder(args.model)
     sweep_keys = {spec.split("=", 1)[0].strip().replace("-", "_") for spec in getattr(args, "sweep", None) or []}
     check_policy_flags(args.policy, args.threshold, args.steps, sweep_keys)
     settings = recorded_settings(args.model)

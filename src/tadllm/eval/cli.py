@@ -23,6 +23,7 @@ from tadllm.distributed import dist_context
 from tadllm.eval.results import RESULTS_JSON, results_markdown
 from tadllm.eval.runner import run_sweep
 from tadllm.eval.sweep import parse_sweep, sweep_configs
+from tadllm.models.loading import check_model_folder
 
 
 def _slug(text: str) -> str:
@@ -76,6 +77,7 @@ def main_eval(argv: Sequence[str] | None = None) -> int:
     base = decoding_options(args)
     points = parse_sweep(args.sweep)
     sweep_configs(base, points)  # fail on a bad config before loading anything
+    check_model_folder(args.model)  # then on a missing model folder, before the data and the hub
     ctx = dist_context()
 
     from tadllm.models import load_model, load_tokenizer

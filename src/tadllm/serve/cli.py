@@ -64,14 +64,14 @@ def server_config(args):
 def build_service(model, tokenizer, family, config, model_name: str, max_batch: int = 32, max_queue: int = 256,
                   aliases: tuple = ()):
     """A `Service` (scheduler not started) for a loaded model; used by `tad serve`, the tests and the bench."""
-    from ..decoding.cache import _base_model, check_cache_support
+    from ..decoding.cache import base_model, check_cache_support
     from ..decoding.state import max_positions
     from .scheduler import Scheduler
     from .service import Service
     from .text import TextCodec
 
     check_cache_support(model, family, config.use_cache)
-    base = _base_model(model)
+    base = base_model(model)
     codec = TextCodec(tokenizer, family)
     scheduler = Scheduler(model, family, codec, max_batch=max_batch, max_queue=max_queue)
     vocab = getattr(getattr(base, "config", None), "vocab_size", None)
@@ -97,6 +97,11 @@ def main_serve(argv=None) -> int:
         config = server_config(args)
     except ValueError as err:
         parser.error(str(err))
+    if args.cuda_graphs and config.use_cache != "none":
+        # The graph wrapper keeps the cache's keys/values in buffers of each batch shape it has seen; a server's
+        # batch changes shape at every admission, so they would pile up (an 8B model ran out of memory on an H200).
+        parser.error("--cuda-graphs with --use-cache prefix/dual is not supported by tad serve (the cached "
+                     "keys/values would be kept for every batch shape); use one of the two")
     model, tokenizer, family = load_from_args(args)
     name = args.model_name or Path(args.model).name
     try:

@@ -61,6 +61,7 @@ def main_trajectories(argv: list[str] | None = None) -> int:
     from tadllm.decoding import DecodeConfig
     from tadllm.errors import UserError
     from tadllm.models import default_device, load_model
+    from tadllm.models.loading import check_model_folder
 
     from .runner import generate_trajectories
 
@@ -80,6 +81,7 @@ def main_trajectories(argv: list[str] | None = None) -> int:
     config = DecodeConfig(gen_length=args.gen_length, block_length=args.block_length, policy=args.policy,
                           steps=args.steps, threshold=args.threshold, temperature=args.temperature,
                           seed=args.seed)
+    check_model_folder(args.model)  # after the options, before the data and the hub
     examples = task.load(args.data, split=args.split, limit=args.limit)
     if not examples:
         raise UserError(f"no examples in {args.data or args.task} (split {args.split!r})")
