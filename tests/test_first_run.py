@@ -90,6 +90,7 @@ def test_unknown_keys_say_where_they_were_given(tmp_path, capsys):
     ("trajectories", ["--model", TEACHER, "--task", "arith", "--out", "x", "--policy", "entropy", "--threshold",
                       "0.5", "--steps", "8"], "--steps 8 has no effect with --policy entropy"),
     ("eval", ["--model", TEACHER, "--task", "arithmetic"], "unknown task 'arithmetic'; known tasks:"),
+    ("pretrain", ["d_model=abc"], "config key 'd_model': cannot use 'abc' (expected int)"),
     ("eval", ["--model", TEACHER, "--task", "arith", "--dtype", "bf17"], "unknown dtype 'bf17'"),
     ("generate", ["--model", TEACHER, "--prompt", "start 1 add 2", "--gen-length", "256"],
      "the prompt has 13 tokens + --gen-length 256 > the model's maximum sequence length 256; lower "

@@ -109,14 +109,20 @@ def _coerce_scalar(name: str, value, tp):
             raise ValueError(f"{name} expects an integer, got {value!r}")
         if isinstance(value, int):
             return value
-        number = float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{name} expects an integer, got {value!r}") from None
         if number != int(number):
             raise ValueError(f"{name} expects an integer, got {value!r}")
         return int(number)
     if tp is float:
         if isinstance(value, bool):
             raise ValueError(f"{name} expects a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{name} expects a number, got {value!r}") from None
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
@@ -222,6 +228,11 @@ def check_known(data: dict, source: dict, known, label: str | None = None) -> No
     raise ValueError(f"unknown config key(s) {' and '.join(parts)}. See docs/training.md for the fields.")
 
 
+def type_name(tp) -> str:
+    """`int`, `float | None`, `list[str]`: a field type as a user would write it."""
+    return tp.__name__ if isinstance(tp, type) and not typing.get_args(tp) else str(tp).replace("typing.", "")
+
+
 def build_config(cls, yaml_path: str | Path | None = None, overrides: list[str] | None = None,
                  kwargs: dict | None = None, *, file_word: str = "config file", label: str | None = None):
     """`cls(**typed)` from a YAML file, `key=value` overrides and kwargs (later wins); see the module doc."""
@@ -233,5 +244,5 @@ def build_config(cls, yaml_path: str | Path | None = None, overrides: list[str] 
         try:
             typed[key] = coerce(key, value, known[key])
         except (TypeError, ValueError) as err:
-            raise ValueError(f"config key {key!r}: cannot use {value!r} (expected {known[key]}): {err}") from None
+            raise ValueError(f"config key {key!r}: cannot use {value!r} (expected {type_name(known[key])})") from None
     return cls(**typed)

@@ -61,7 +61,7 @@ def test_stage_estimates_scale_with_the_measured_speed(capsys, monkeypatch):
     monkeypatch.setattr(quickstart.time, "monotonic", lambda: next(clock))
     stages = Stages(est)
     stages.begin(done[0])
-    assert "on a 2-core CPU" in capsys.readouterr().out  # nothing measured yet: the CPU guess
+    assert "(first estimate)" in capsys.readouterr().out  # nothing measured yet: the COST guess
     stages.begin(done[1])
     stages.begin("train tad-quality")  # so will the rest
     left = 2 * sum(v for k, v in est.items() if k not in done)

@@ -403,7 +403,7 @@ def plot_aup_bars(tables: Mapping[str, Mapping[str, float]], path: str | Path,
 
 def aup_note(y_max: Mapping[str, float], n_boot: int) -> str:
     """One line under the AUP bars: what AUP measures here and where the error bars come from."""
-    ys = ", ".join(f"{v:g}" if len(y_max) == 1 else f"{t} {v:g}" for t, v in y_max.items())
+    ys = ", ".join(f"{v:.4g}" if len(y_max) == 1 else f"{t} {v:.4g}" for t, v in y_max.items())
     ci = f"; error bars: 95 % CI, {n_boot} bootstrap resamples of the problems" if n_boot else ""
     return f"AUP of each accuracy-vs-TPF curve (y_max {ys}){ci}."
 

@@ -5,7 +5,7 @@ and a TAD-Speed student (and, with --baselines, the equal-compute control and CE
 evaluate every model with a confidence-threshold sweep on held-out problems -> one table (accuracy,
 TPF, AUP per method) and a report folder (results.json, report.md, accuracy-vs-TPF PNG).
 
-The defaults fit a 2-core CPU in about ten minutes; `--device cuda` with the size knobs
+The defaults take minutes on a 2-core CPU (measured times in the README); `--device cuda` with the size knobs
 (`--train-problems`, `--train-steps`, `--test-problems`, `--seeds`) runs the full experiment with the
 same recipe.
 """
@@ -45,9 +45,10 @@ class QuickstartConfig:
     threads: int | None = None
 
 
-# Seconds per unit of work on a 2-core CPU (fitted to one default run of this quickstart; see README):
-# a decoding step of one trajectory, one training example of a student, one test problem at one threshold.
-COST = {"load": 3.0, "trajectory_step": 0.0078, "train_example": 0.021, "eval_point": 0.012, "report": 4.0}
+# Seconds per unit of work, fitted to the README's default run on 2 otherwise idle CPU cores: a decoding step
+# of one trajectory, one training example of a student, one test problem at one threshold. Only the first
+# estimate uses them as they are; later ones are scaled by how fast the finished stages ran here.
+COST = {"load": 0.5, "trajectory_step": 0.0079, "train_example": 0.025, "eval_point": 0.0167, "report": 1.0}
 
 
 def stage_estimates(cfg: QuickstartConfig, methods: list[str], gen_length: int) -> dict[str, float]:
@@ -80,8 +81,8 @@ class Stages:
     def left(self) -> str:
         remaining = sum(v for k, v in self.estimates.items() if k not in self.times)
         predicted = sum(self.estimates[k] for k in self.times)
-        if predicted < 10:  # nothing long measured yet: the CPU-calibrated guess
-            return f"about {_fmt(remaining)} left on a 2-core CPU"
+        if predicted < 10:  # nothing long measured yet: the guess of `COST`
+            return f"about {_fmt(remaining)} left (first estimate)"
         return f"about {_fmt(remaining * sum(self.times.values()) / predicted)} left"
 
     def _finish(self):
