@@ -187,6 +187,36 @@ def test_cached_logits_equal_full_forward_when_nothing_changed(fixture_model, mo
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_refresh_skips_the_padding_its_rows_share(fixture_model, mode):
+    """A refresh runs only from the first column some refreshed row attends to: a short prompt in a batch with
+    a long one costs its own length, without a mask when the refreshed rows are padded alike, and its stored
+    keys/values serve the later cached steps exactly."""
+    model, _, family = fixture_model
+    L, bl = 32, 8
+    x, attn, pos = _state(PROMPTS, family.fill_token_id, family.mask_token_id, L, [0, 0, 0, 0])
+    T, P = x.shape[1], x.shape[1] - L
+    lengths = [len(p) for p in PROMPTS]
+    short = min(range(4), key=lengths.__getitem__)
+    assert lengths[short] < P  # the fixture's prompts differ in length
+    spy = Spy(model)
+    cache = BlockKVCache(mode, P, L, attn, pos)
+    rows, block = torch.arange(4), torch.zeros(4, dtype=torch.long)
+    cache.window_logits(spy, x, rows, block, block * bl, block * bl + bl)
+    assert spy.calls[-1]["input_ids"].shape[1] == T  # the longest prompt has no padding
+    moved = block.clone()
+    moved[short] = 1  # the short row alone moves on: its refresh starts at its first column
+    got, _ = cache.window_logits(spy, x, rows, moved, moved * bl, moved * bl + bl)
+    refresh = [c for c in spy.calls[1:] if c["kind"] == "refresh"]
+    assert len(refresh) == 1 and refresh[0]["input_ids"].shape == (1, T - (P - lengths[short]))
+    assert refresh[0]["kwargs"]["attention_mask"] is None
+    ref = _window_ref(model, x, attn, pos, P, moved * bl, bl)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    again, _ = cache.window_logits(spy, x, rows, moved, moved * bl, moved * bl + bl)  # cached, every row
+    assert spy.calls[-1]["kind"] == "cached"
+    torch.testing.assert_close(again, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_cache_is_exact_when_cached_keys_cannot_change(one_layer, mode):
     """With one layer, the cached keys/values of positions outside the window depend only on their own
     tokens, which did not change: cached logits equal the full forward's after the block changed."""

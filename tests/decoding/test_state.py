@@ -206,3 +206,30 @@ def test_cache_keeps_its_keys_in_the_wrapper_buffers_after_rows_join(one_layer):
     state.step()
     state.remove(state.handles[1])  # the batch is trimmed back
     assert cache.P == 3 and cache.B == 1 and owned()
+
+
+def test_uncached_forward_passes_the_mask_only_for_padded_rows(fixture_model):
+    """The rows of a step decide the mask on the host: padded rows pass it with `padded=True` (the model then
+    need not read it), rows without padding pass none, even while a finished padded row is still in the batch."""
+    model, _, family = fixture_model
+    calls = []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.config = model, model.config
+
+        def forward(self, input_ids, attention_mask=None, position_ids=None, logits_range=None, padded=None):
+            calls.append((input_ids.shape[0], attention_mask is not None, padded))
+            return model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         logits_range=logits_range, padded=padded)
+
+    state = DecodeState(Spy(), family, CONFIGS["two_per_step"])
+    short, long = state.add([PROMPTS[1], PROMPTS[2]])  # 3 and 9 tokens: the first row is padded
+    state.step()
+    assert calls[-1] == (2, True, True)
+    assert state.rows_padded([1]) is False and state.rows_padded([0, 1]) is True
+    state.done[0] = True  # as if the padded row had finished (it stays in the batch until removed)
+    state._plan = None  # planned again from the device state
+    state.step()
+    assert calls[-1] == (1, False, None)

@@ -54,6 +54,22 @@ def test_skipping_left_padding_in_positions_keeps_logits(fixture_model, llada_fi
     assert (shifted[keep] - ref["padded_logits"][keep]).abs().max() < 1e-4
 
 
+def test_padded_flag_spares_the_mask_check(fixture_model, llada_fixture_dir, monkeypatch):
+    """`padded=True` uses the mask as given (no host read of it), `padded=False` ignores it; both give the
+    logits of the checked mask where they are right."""
+    model, _, _ = fixture_model
+    ref = load_file(llada_fixture_dir / "reference_logits.safetensors")
+    ids, mask = ref["padded_input_ids"], ref["padded_attention_mask"]
+    with torch.no_grad():
+        checked = model(ids, attention_mask=mask).logits
+        monkeypatch.setattr(torch.Tensor, "all", lambda *a, **k: pytest.fail("the mask was read"))
+        told = model(ids, attention_mask=mask, padded=True).logits
+        ones = torch.ones_like(ref["input_ids"])
+        unmasked = model(ref["input_ids"], attention_mask=ones, padded=False).logits
+    assert torch.equal(told, checked)
+    assert (unmasked - ref["logits"]).abs().max() <= 1e-5
+
+
 def test_gqa_and_weight_tying_roundtrip(tmp_path):
     torch.manual_seed(0)
     model = LLaDAModelLM(tiny_llada_config(n_kv_heads=2, weight_tying=True)).eval()

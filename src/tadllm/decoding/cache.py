@@ -105,6 +105,7 @@ class BlockKVCache:
         self.key_ok = attention_mask.bool()
         # Unpadded batches pass no mask where none is needed, so attention can use its fastest kernel.
         self.padded = not bool(self.key_ok.all()) if padded is None else padded
+        self.first_key = self.key_ok.int().argmax(-1)  # each row's first unpadded column
         if positions is None:
             positions = torch.arange(T, device=attention_mask.device).expand(B, T)
         self.positions = positions
@@ -114,17 +115,22 @@ class BlockKVCache:
     def plan(self, block: torch.Tensor, win_start: torch.Tensor, win_end: torch.Tensor,
              live: torch.Tensor) -> torch.Tensor:
         """What `window_logits` branches on, for the `live` rows, from arguments given for every row of the
-        batch: (rows to refresh, smallest and largest window start, widest and narrowest window). One device
-        tensor, so the decoding loop fetches it in the same host sync as its own numbers."""
-        return self._numbers(self.block != block, win_start, win_end - win_start, live)
+        batch (`Plan`'s fields). One device tensor, so the decoding loop fetches it in the same host sync as
+        its own numbers."""
+        return self._numbers(self.block != block, win_start, win_end - win_start, self.first_key, live)
 
-    def _numbers(self, need, win_start, width, live=None) -> torch.Tensor:
+    def _numbers(self, need, win_start, width, first_key, live=None) -> torch.Tensor:
         if live is None:
             live = torch.ones_like(need)
         big = self.T + 1
-        return torch.stack([(need & live).sum(), torch.where(live, win_start, big).min(),
-                            torch.where(live, win_start, -1).max(), torch.where(live, width, 0).max(),
-                            torch.where(live, width, big).min()])
+
+        def spans(rows):  # smallest and largest window start, widest and narrowest window of `rows`
+            return [torch.where(rows, win_start, big).min(), torch.where(rows, win_start, -1).max(),
+                    torch.where(rows, width, 0).max(), torch.where(rows, width, big).min()]
+
+        fresh = need & live
+        first = [torch.where(fresh, first_key, big).min(), torch.where(fresh, first_key, -1).max()]
+        return torch.stack([fresh.sum(), *spans(live), *first, *spans(~need & live)])
 
     def window_logits(self, model, x: torch.Tensor, rows: torch.Tensor, block: torch.Tensor,
                       win_start: torch.Tensor, win_end: torch.Tensor,
@@ -142,21 +148,19 @@ class BlockKVCache:
         need = self.block[rows] != block
         width = win_end - win_start
         if planned is None:
-            planned = self._numbers(need, win_start, width).tolist()
-        n_need, ws_min, ws_max, W, W_min = (int(v) for v in planned)
+            planned = self._numbers(need, win_start, width, self.first_key[rows]).tolist()
+        n_need, ws_min, ws_max, W, W_min, first_min, first_max, kws_min, kws_max, kW, kW_min = map(int, planned)
         # the head runs on the columns every refreshed row needs (one range: no host sync to narrow it)
         head = (self.P + ws_min, min(self.P + ws_max + W, self.T))
         if n_need == R:
-            logits = self._refresh(model, x, rows, win_start, W, head)
+            logits = self._refresh(model, x, rows, win_start, W, head, first_min, first_max)
         elif n_need == 0:
             logits = self._cached(model, x, rows, win_start, win_end, W, ws_min, ws_max, W_min == W)
         else:
             fresh, keep = need.nonzero().squeeze(1), (~need).nonzero().squeeze(1)
-            lf = self._refresh(model, x, rows[fresh], win_start[fresh], W, head)
-            ws_keep, width_keep = win_start[keep], width[keep]
-            lo_k, hi_k, w_lo, w_hi = (int(v) for v in torch.stack(
-                [ws_keep.min(), ws_keep.max(), width_keep.min(), width_keep.max()]).tolist())
-            lk = self._cached(model, x, rows[keep], ws_keep, win_end[keep], W, lo_k, hi_k, w_lo == w_hi == W)
+            lf = self._refresh(model, x, rows[fresh], win_start[fresh], W, head, first_min, first_max)
+            lk = self._cached(model, x, rows[keep], win_start[keep], win_end[keep], W, kws_min, kws_max,
+                              kW_min == kW == W)
             logits = lf.new_empty((R,) + tuple(lf.shape[1:]))
             logits[fresh], logits[keep] = lf, lk
         self.block[rows] = block
@@ -202,45 +206,52 @@ class BlockKVCache:
         self.keys, self.values = keys, values
 
     # ------------------------------------------------------------------------------------ internals
-    def _refresh(self, model, x, rows, win_start, W, head):
+    def _refresh(self, model, x, rows, win_start, W, head, first_min, first_max):
+        """A full forward of `rows` from column `first_min` on (the padding every one of them has is skipped:
+        a short prompt in a batch with a long one costs its own length), storing its keys/values."""
         n = rows.numel()
+        c0 = first_min if self.padded else 0
         cols = (self.P + win_start[:, None] + torch.arange(W, device=x.device)).clamp_max(self.T - 1)
-        first = head[0]
-        everything = n == self.B
-        out = model(x if everything else x[rows],
-                    attention_mask=(self.attn if everything else self.attn[rows]) if self.padded else None,
-                    position_ids=self.positions if everything else self.positions[rows], use_cache=True,
-                    logits_range=head)
-        self._store(model, rows, out.kv_cache)
+        pick = (lambda t: t[:, c0:]) if n == self.B else (lambda t: t[rows, c0:])  # noqa: E731
+        # a mask only when some of these rows is padded past c0 (then the model is told so: no host sync)
+        mask = pick(self.attn) if first_max > c0 else None
+        out = model(pick(x), attention_mask=mask, position_ids=pick(self.positions), use_cache=True,
+                    logits_range=(head[0] - c0, head[1] - c0), **({"padded": True} if mask is not None else {}))
+        self._store(model, rows, out.kv_cache, c0)
         self.refreshes[rows] += 1
-        return out.logits[torch.arange(n, device=x.device)[:, None], cols - first]
+        return out.logits[torch.arange(n, device=x.device)[:, None], cols - head[0]]
 
-    def _store(self, model, rows, kv):
+    def _store(self, model, rows, kv, c0: int = 0):
+        """Keep the keys/values of a refresh of `rows` (columns c0.. of the batch)."""
         everything = rows.numel() == self.B
         self._views = {}
         # Under CUDA graphs the keys/values live in the wrapper's persistent buffers: a replay's outputs are
         # overwritten by the next replay, and cached steps then read the buffers without a copy.
         kv_buffer = self._kv_buffer = getattr(model, "kv_buffer", None)
         if self.keys is None:
-            if everything and kv_buffer is None:
+            if everything and kv_buffer is None and c0 == 0:
                 self.keys, self.values = [k for k, _ in kv], [v for _, v in kv]
                 return
-            shape = lambda t: (self.B,) + tuple(t.shape[1:])  # noqa: E731
+            shape = lambda t: (self.B, t.shape[1], self.T) + tuple(t.shape[3:])  # noqa: E731
             if kv_buffer is None:
                 self.keys = [k.new_zeros(shape(k)) for k, _ in kv]
                 self.values = [v.new_zeros(shape(v)) for _, v in kv]
             else:
                 self.keys = [kv_buffer(("k", i), shape(k), k.dtype, k.device) for i, (k, _) in enumerate(kv)]
                 self.values = [kv_buffer(("v", i), shape(v), v.dtype, v.device) for i, (_, v) in enumerate(kv)]
+        # columns before c0 are padding of every refreshed row: never attended, left as they are
         for i, (k, v) in enumerate(kv):
-            if everything and kv_buffer is None:
+            if everything and kv_buffer is None and c0 == 0:
                 self.keys[i], self.values[i] = k, v
             elif everything:
-                self.keys[i].copy_(k)
-                self.values[i].copy_(v)
-            else:
+                self.keys[i][:, :, c0:].copy_(k)
+                self.values[i][:, :, c0:].copy_(v)
+            elif c0 == 0:
                 self.keys[i].index_copy_(0, rows, k)
                 self.values[i].index_copy_(0, rows, v)
+            else:
+                self.keys[i][:, :, c0:].index_copy_(0, rows, k)
+                self.values[i][:, :, c0:].index_copy_(0, rows, v)
 
     def _cached(self, model, x, rows, win_start, win_end, W, ws_min, ws_max, same_width):
         P, L, T = self.P, self.L, self.T
@@ -269,7 +280,9 @@ class BlockKVCache:
             past = [(k[:, :, :K], v[:, :, :K], None, None) for k, v in zip(self.keys, self.values)]
         else:
             past = [(k[rows, :, :K], v[rows, :, :K], None, None) for k, v in zip(self.keys, self.values)]
-        out = model(ids, attention_mask=mask, position_ids=pos, kv_cache=past, logits_range=(0, W))
+        # dual: the window's own cached columns are always masked, so the model need not check (a host sync)
+        padded = True if self.mode == "dual" else None
+        out = model(ids, attention_mask=mask, position_ids=pos, kv_cache=past, logits_range=(0, W), padded=padded)
         self.cached[rows] += 1
         return out.logits
 

@@ -27,8 +27,9 @@ class Uncached:
     def __init__(self, model, family: ModelFamily, config):
         self.model, self.family = model, family
         self.L, self.bl = config.gen_length, config.block_length
-        self.head_on_slice = (family.supports_logits_range
-                              and "logits_range" in inspect.signature(model.forward).parameters)
+        parameters = inspect.signature(model.forward).parameters
+        self.head_on_slice = family.supports_logits_range and "logits_range" in parameters
+        self.says_padded = "padded" in parameters
 
     def plan(self, block, opened, live):
         """(what `candidates` needs back, device numbers to fetch with the step's): nothing here."""
@@ -42,9 +43,11 @@ class Uncached:
         head_lo, head_hi = (lo // bl) * bl, min(-(-hi // bl) * bl, self.L)
         if self.head_on_slice:
             extra["logits_range"] = (P + head_lo, P + head_hi)
-        # Without padding no mask is passed, so attention can take its fastest kernel and the model needs
-        # no per-step check of the mask (a host sync).
-        mask = step.pick(state.attn) if state.padded else None
+        # Without padding among the step's rows no mask is passed, so attention can take its fastest kernel; with
+        # padding the model is told so, sparing its check of the mask (a host sync). Both known on the host.
+        mask = step.pick(state.attn) if state.rows_padded(step.live) else None
+        if mask is not None and self.says_padded:
+            extra["padded"] = True
         logits = self.model(step.pick(state.x), attention_mask=mask, **extra).logits
         if self.head_on_slice:
             logits = logits[:, lo - head_lo:hi - head_lo]

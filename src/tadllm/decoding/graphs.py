@@ -149,10 +149,10 @@ class CUDAGraphModel(nn.Module):
         return len(self._graphs)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, kv_cache=None, use_cache=False,
-                logits_range=None):
+                logits_range=None, padded=None):
         # Only the arguments given are passed on, so models without KV-cache arguments (Dream, generic) work.
         kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=use_cache or None, logits_range=logits_range)
+                      use_cache=use_cache or None, logits_range=logits_range, padded=padded)
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         tensors: list[torch.Tensor] = []
         spec = _flatten(kwargs, tensors)

@@ -256,6 +256,10 @@ class DecodeState:
         end = next((j for j, t in enumerate(tokens) if t in stops), len(tokens))
         return tokens[:end]
 
+    def rows_padded(self, rows: list[int]) -> bool:
+        """Whether some of these rows has left padding (a prompt shorter than the batch's widest)."""
+        return self.padded and any(self._lengths[i] < self.P for i in rows)
+
     # ------------------------------------------------------------------------------------ the step
     def _make_plan(self) -> Step:
         """Regions, columns and the forward's plan for every row, and their numbers in one host read."""

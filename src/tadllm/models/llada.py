@@ -312,14 +312,15 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
     def get_output_embeddings(self):
         return None if self.config.weight_tying else self.model.transformer.ff_out
 
-    def _attention_mask(self, attention_mask, dtype):
+    def _attention_mask(self, attention_mask, dtype, padded: bool | None = None):
         """Additive key-padding mask (B, 1, 1, K) or None when every key is visible."""
         # An all-ones mask is dropped so SDPA can use its fastest kernel: always passing the mask slowed cached
-        # (dual) decoding by more than this check's host sync costs (benchmarks/RESULTS.md).
-        if attention_mask is None:
+        # (dual) decoding by more than this check's host sync costs (benchmarks/RESULTS.md). A caller that knows
+        # some key is masked says so (`padded=True`) and spares the sync.
+        if attention_mask is None or padded is False:
             return None
         # (No check while a CUDA graph is captured or torch.compile traces: a host sync is not allowed there.)
-        if not (torch.compiler.is_compiling() or _capturing()) and bool(attention_mask.all()):
+        if padded is None and not (torch.compiler.is_compiling() or _capturing()) and bool(attention_mask.all()):
             return None
         keep = attention_mask[:, None, None, :].bool()
         return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
@@ -335,6 +336,7 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         use_cache: bool = False,
         return_dict: bool | None = None,
         logits_range: tuple[int, int] | None = None,
+        padded: bool | None = None,
         **kwargs,
     ):
         """`kv_cache`: optional list per layer of (k_before, v_before, k_after, v_after), with
@@ -342,7 +344,8 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         keys/values are written into those at `start` and attention runs over all of them (no mask allowed).
         With `use_cache`, the output's `kv_cache` holds this call's rotated (k, v) per layer.
         `logits_range=(a, b)`: compute the output head only for positions a..b-1 (decoding needs logits for
-        one block, and the head over a 126k vocabulary is the largest matmul of a step)."""
+        one block, and the head over a 126k vocabulary is the largest matmul of a step). `padded`: whether
+        `attention_mask` masks some key (True: used as given; False: ignored; None: checked, a host sync)."""
         tr = self.model.transformer
         x = tr.wte(input_ids) if inputs_embeds is None else inputs_embeds
         if self.config.input_emb_norm:
@@ -353,7 +356,7 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
         head_dim = self.config.d_model // self.config.n_heads
         sin, cos = rope_tables(position_ids, head_dim, self.config.rope_theta)
         k_len = T if attention_mask is None else attention_mask.shape[1]
-        mask = self._attention_mask(attention_mask, x.dtype)
+        mask = self._attention_mask(attention_mask, x.dtype, padded)
         new_cache = []
         for i, block in enumerate(tr.blocks):
             past = kv_cache[i] if kv_cache is not None else None
