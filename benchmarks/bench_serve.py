@@ -63,6 +63,7 @@ def parse_args(argv=None):
                    help="default dual on a GPU with a native LLaDA, else none")
     p.add_argument("--cuda-graphs", action="store_true")
     p.add_argument("--max-batch", type=int, default=None, help="default: the largest level")
+    p.add_argument("--admit", default="step", choices=["step", "refresh"], help="tad serve's --admit")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads of the server (default 1 on the CPU: OpenMP threads spinning on every "
                         "core starve the server's HTTP thread, and latencies jump by seconds)")
@@ -150,7 +151,8 @@ def serve(args) -> int:
         torch.set_num_threads(args.threads)
     model, tokenizer, family = load_model(args)
     service = build_service(model, tokenizer, family, decode_config(args, testbed_meta(args)), SERVED_NAME,
-                            max_batch=args.max_batch, max_queue=max(args.requests, 1) + args.warmup)
+                            max_batch=args.max_batch, max_queue=max(args.requests, 1) + args.warmup,
+                            admit=args.admit)
     uvicorn.run(create_app(service, shutdown_timeout=5), host="127.0.0.1", port=args.port, log_level="warning",
                 timeout_graceful_shutdown=5)
     return 0
@@ -332,9 +334,8 @@ def bench(args) -> dict:
 
 
 def name_of(args) -> str:
-    if args.small:
-        return "small"
-    return Path(args.model).name if args.model else f"random_{args.arch}"
+    name = "small" if args.small else (Path(args.model).name if args.model else f"random_{args.arch}")
+    return name + ("" if args.admit == "step" else f"_admit-{args.admit}")
 
 
 def main(argv=None) -> int:
@@ -347,7 +348,7 @@ def main(argv=None) -> int:
     config = decode_config(args, meta)
     settings = {"model": args.model or ("small" if args.small else args.arch), "device": args.device,
                 "dtype": args.dtype, "decoding": config.to_dict(), "cuda_graphs": args.cuda_graphs,
-                "max_batch": args.max_batch, "requests": args.requests,
+                "max_batch": args.max_batch, "admit": args.admit, "requests": args.requests,
                 "prompts": "arith problems" if meta else f"token ids of lengths {args.prompt_lengths}"}
     columns = ["clients", "requests", "tok/s", "x one", "p50 s", "p95 s", "p95 / lone", "ttft p50 s", "nfe"]
     print(table(result["levels"], columns, title=f"tad serve, {name_of(args)} ({settings['prompts']}, gen "

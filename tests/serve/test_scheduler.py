@@ -108,3 +108,53 @@ def test_tokens_for_chars_counts_the_tokens_of_a_cut_answer():
     assert tokens_for_chars(decode, ids, 3) == 2
     assert tokens_for_chars(decode, ids, 4) == 3  # "2" is inside the token "29"
     assert tokens_for_chars(decode, ids, 8) == 5
+
+
+@pytest.mark.parametrize("admit", ["step", "refresh"])
+def test_admission_at_a_refresh_shares_its_forward(teacher, base_config, admit):
+    """With a KV cache and `admit="refresh"`, a request that arrives mid-block waits for the running row's next
+    refresh and joins that forward (one call in that step); with `admit="step"` it joins at once, and its first
+    step (a refresh) runs beside the other row's cached forward (two calls). The answers are the same."""
+    from torch import nn
+
+    from tadllm.decoding import DecodeState
+
+    model, _, family = teacher
+    config = dataclasses.replace(base_config, use_cache="dual", steps=64, stop_at_eos=False)  # 32 steps a block
+    calls = []
+
+    class Counting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.config = model, model.config
+
+        def get_base_model(self):
+            return self.inner
+
+        def forward(self, *args, **kwargs):
+            calls.append(1)
+            return self.inner(*args, **kwargs)
+
+    sched = scheduler(teacher, admit=admit)
+    sched.state_factory = lambda cfg: DecodeState(Counting(), family, cfg)
+    first, second = [], []
+    job_a = make_job(teacher, config, PROMPTS[0], first)
+    job_b = make_job(teacher, config, PROMPTS[1], second)
+    sched.submit(job_a)
+    sched._round()  # A: admitted, its first step (a refresh)
+    sched.submit(job_b)
+    joined_at = None
+    for n in range(2, 200):
+        before = len(calls)
+        sched._round()
+        if joined_at is None and job_b.handle is not None:
+            joined_at, calls_then = n, len(calls) - before
+        if not (sched._groups or sched._waiting):
+            break
+    if admit == "step":
+        assert (joined_at, calls_then) == (2, 2)
+    else:
+        assert (joined_at, calls_then) == (33, 1)  # A's block 0 takes 32 steps; step 33 refreshes it
+        assert job_b.held == 31
+    assert first[-1].text == reference(teacher, config, PROMPTS[0])[0]
+    assert second[-1].text == reference(teacher, config, PROMPTS[1])[0]

@@ -35,6 +35,10 @@ class Uncached:
         """(what `candidates` needs back, device numbers to fetch with the step's): nothing here."""
         return None, []
 
+    def refreshes(self, numbers) -> bool:
+        """Whether a planned step runs a forward that a joining row could share: every step's does."""
+        return True
+
     def candidates(self, state, step, propose):
         """(tokens, confidence, entropy) (R, hi - lo) of the step's rows on generation columns lo..hi."""
         P, lo, hi, bl = state.P, step.lo, step.hi, self.bl
@@ -79,6 +83,11 @@ class Cached:
         start = block * self.bl
         end = opened * self.bl if self.multi_block else start + self.bl
         return (start, end), [self.cache.plan(block, start, end, live)]
+
+    def refreshes(self, numbers) -> bool:
+        """Whether a planned step refreshes some row (a joining row's first step is a refresh: it then shares
+        that forward instead of splitting the step into a refresh and a cached forward)."""
+        return numbers[0] > 0
 
     def candidates(self, state, step, propose):
         start_all, end_all = step.forward_plan

@@ -256,6 +256,14 @@ class DecodeState:
         end = next((j for j, t in enumerate(tokens) if t in stops), len(tokens))
         return tokens[:end]
 
+    @property
+    def joins_free(self) -> bool:
+        """Whether a row admitted now adds no forward call to the next step: the step already runs the kind of
+        forward a new row needs (with a KV cache: a refresh), or its plan is redone anyway. From the host."""
+        if self._plan is None or not self.num_live:
+            return True
+        return self.forward.refreshes(self._plan.forward_numbers)
+
     def rows_padded(self, rows: list[int]) -> bool:
         """Whether some of these rows has left padding (a prompt shorter than the batch's widest)."""
         return self.padded and any(self._lengths[i] < self.P for i in rows)

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     g.add_argument("--port", type=int, default=8000)
     g.add_argument("--max-batch", type=int, default=32, help="rows decoded together at most (all groups)")
+    g.add_argument("--admit", default="step", choices=["step", "refresh"],
+                   help="when a request joins a running batch: at the next step, or (with a KV cache) at the next "
+                        "step that refreshes some row, waiting one block at most (docs/serving.md)")
     g.add_argument("--max-queue", type=int, default=256,
                    help="requests waiting for a row at most; more get 503")
     g.add_argument("--model-name", default=None, help="the model id clients send (default: the folder name)")
@@ -62,7 +65,7 @@ def server_config(args):
 
 
 def build_service(model, tokenizer, family, config, model_name: str, max_batch: int = 32, max_queue: int = 256,
-                  aliases: tuple = ()):
+                  aliases: tuple = (), admit: str = "step"):
     """A `Service` (scheduler not started) for a loaded model; used by `tad serve`, the tests and the bench."""
     from ..decoding.cache import base_model, check_cache_support
     from ..decoding.state import max_positions
@@ -73,7 +76,7 @@ def build_service(model, tokenizer, family, config, model_name: str, max_batch: 
     check_cache_support(model, family, config.use_cache)
     base = base_model(model)
     codec = TextCodec(tokenizer, family)
-    scheduler = Scheduler(model, family, codec, max_batch=max_batch, max_queue=max_queue)
+    scheduler = Scheduler(model, family, codec, max_batch=max_batch, max_queue=max_queue, admit=admit)
     vocab = getattr(getattr(base, "config", None), "vocab_size", None)
     return Service(scheduler, codec, config, model_name, max_positions(base), vocab, aliases)
 
@@ -106,7 +109,7 @@ def main_serve(argv=None) -> int:
     name = args.model_name or Path(args.model).name
     try:
         service = build_service(model, tokenizer, family, config, name, args.max_batch, args.max_queue,
-                                aliases=(args.model,))
+                                aliases=(args.model,), admit=args.admit)
     except ValueError as err:
         parser.error(str(err))
     print(f"[tad serve] {name}: gen_length {config.gen_length}, block_length {config.block_length}, policy "

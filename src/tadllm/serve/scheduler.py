@@ -5,7 +5,10 @@ Requests that must share one `DecodeConfig` (the same canvas, policy, threshold,
 settings and cache; the seed is per row) form a group with one `DecodeState`. Every round the worker
 - drops cancelled requests (a client that went away) and frees their rows,
 - admits waiting requests, first come first served, into their group's state until `max_batch` rows are live
-  (a row decodes the same whether it starts alone or joins a running batch),
+  (a row decodes the same whether it starts alone or joins a running batch). With `admit="refresh"` a request
+  whose group is decoding with a KV cache waits (one block of steps at most) for a step that refreshes some row:
+  its own first step is a refresh, so it shares that forward, and the group's rows stay in step (otherwise
+  every later block boundary splits a step into a refresh and a cached forward),
 - steps each group once (one forward for all its unfinished rows), round-robin,
 - retires rows that finished, reached their `max_tokens` or produced a stop string, and tells each request what
   is new through its `sink`: `Delta` (newly final text, streaming requests only), then `Done` or `Failed`.
@@ -59,6 +62,9 @@ class Failed:
     message: str
 
 
+ADMIT = ("step", "refresh")  # when a waiting request may join its group's running batch (see the module doc)
+
+
 class QueueFull(Exception):
     pass
 
@@ -82,6 +88,7 @@ class Job:
     handle: int | None = None
     seen: int = 0  # final tokens already looked at
     sent: str = ""  # text already streamed
+    held: int = 0  # rounds this job waited for a step it could join without an extra forward
 
     @property
     def watch(self) -> bool:
@@ -124,11 +131,13 @@ class Scheduler:
     else runs on the worker thread, which alone touches the model and the decoding states."""
 
     def __init__(self, model, family, codec, max_batch: int = 32, max_queue: int = 256,
-                 state_factory: Callable[[DecodeConfig], object] | None = None):
+                 state_factory: Callable[[DecodeConfig], object] | None = None, admit: str = "step"):
         if max_batch < 1 or max_queue < 0:
             raise ValueError(f"max_batch must be >= 1 and max_queue >= 0 (got {max_batch}, {max_queue})")
+        if admit not in ADMIT:
+            raise ValueError(f"admit must be one of {', '.join(ADMIT)}, got {admit!r}")
         self.model, self.family, self.codec = model, family, codec
-        self.max_batch, self.max_queue = max_batch, max_queue
+        self.max_batch, self.max_queue, self.admit = max_batch, max_queue, admit
         self.state_factory = state_factory or self._new_state
         self.stats = Counter()
         self.live_rows = 0  # rows in the decoding states, updated by the worker after every change
@@ -230,7 +239,24 @@ class Scheduler:
             self._waiting.remove(job)
             self._end(job, None, "cancelled")
         free = self.max_batch - sum(len(g.jobs) for g in self._groups.values())
-        return [self._waiting.popleft() for _ in range(min(free, len(self._waiting)))]
+        taken = []
+        for job in list(self._waiting):
+            if len(taken) >= free:
+                break
+            if self._may_join(job):
+                self._waiting.remove(job)
+                taken.append(job)
+            else:
+                job.held += 1
+        return taken
+
+    def _may_join(self, job: Job) -> bool:
+        """`admit="step"`: always. `"refresh"`: when its group has no rows, or its next step costs the new row
+        no extra forward (`DecodeState.joins_free`), or the job has waited the steps of one block."""
+        group = self._groups.get(group_key(job.config))
+        if self.admit == "step" or group is None or job.held >= job.config.block_length:
+            return True
+        return group.state.joins_free
 
     def _drop_cancelled(self) -> None:
         for key, group in list(self._groups.items()):
