@@ -43,8 +43,9 @@ class DecodeOutput:
 def generate(model, family: ModelFamily, prompts: list[list[int]], config: DecodeConfig,
              batch_size: int | None = None, on_step=None, progress=None) -> DecodeOutput:
     """Decode `prompts` (token id lists of any lengths). Batches of `batch_size` (all at once if None),
-    shortest prompts grouped together; outputs are in the input order. The prompt at sorted position i draws
-    its random numbers (sampling, the random policy) from a generator seeded `config.seed + i`.
+    shortest prompts grouped together; outputs are in the input order. The batch starting at sorted position
+    i draws its random numbers (sampling, the random policy) from one generator seeded `config.seed + i`
+    (`DecodeState`'s `batch_seed`: the numbers tadllm has always drawn, so recorded results reproduce).
 
     `on_step(step, tokens, revealed, indices)` is called after every step with the batch's generated
     region; `indices` are the input positions of the batch's rows (for live display and replay tests).
@@ -74,8 +75,8 @@ def generate(model, family: ModelFamily, prompts: list[list[int]], config: Decod
 
 def _decode_batch(model, family, config, prompts, first_seed_index, on_step, idx) -> DecodeState:
     """One batch decoded to the end on a fresh state (its rows in the order of `prompts`)."""
-    state = DecodeState(model, family, config)
-    state.add(prompts, seeds=[config.seed + first_seed_index + j for j in range(len(prompts))])
+    state = DecodeState(model, family, config, batch_seed=config.seed + first_seed_index)
+    state.add(prompts)
     step = 0
     while state.num_live:
         state.step()

@@ -18,7 +18,10 @@ launches the next kernels). A step after `add` / `remove` plans again (one more 
 Rows are independent: a row's tokens, reveal steps and forward count are the same whether it decodes alone,
 in a batch from the start or admitted mid-way. Every row keeps its own step count (`reveal_step` is the row's
 forward count at the reveal), its own random generator (seeded by `seeds`, default `config.seed + handle`) and
-draws its random numbers for its own columns only. Admitting a longer prompt pads every row on the left (the
+draws its random numbers for its own columns only. `batch_seed` instead gives the whole batch one generator
+whose numbers are drawn in the shape of each step's logits — what `generate` has always done, so that sampled
+results recorded with it (trajectories, evaluations) reproduce to the digit; a sampled row then depends on its
+batch. Admitting a longer prompt pads every row on the left (the
 RoPE positions come from the attention mask's cumsum, so padding changes nothing); removing rows trims the
 padding no row needs.
 """
@@ -148,15 +151,17 @@ def _drop_row(t: torch.Tensor, i: int) -> torch.Tensor:
 class DecodeState:
     """Rows decoded step by step under one `DecodeConfig`; see the module docstring."""
 
-    def __init__(self, model, family: ModelFamily, config: DecodeConfig):
+    def __init__(self, model, family: ModelFamily, config: DecodeConfig, batch_seed: int | None = None):
         config.validate()
         check_cache_support(model, family, config.use_cache)
         self.model, self.family, self.config = model, family, config
         self.policy = policies.POLICIES[config.policy]
         self.device = next(model.parameters()).device
         self.stop_ids = torch.as_tensor(family.stop_token_ids, dtype=torch.long, device=self.device)
+        self._batch_generator = (None if batch_seed is None
+                                 else torch.Generator(device=self.device).manual_seed(int(batch_seed)))
         # per-row numbers are fetched only when some row draws random numbers for its own columns
-        self._draws = config.temperature > 0 or self.policy.draws_random
+        self._draws = (config.temperature > 0 or self.policy.draws_random) and self._batch_generator is None
         self._next_handle = 0
         self._reset()
 
@@ -329,7 +334,9 @@ class DecodeState:
     def _propose(self, step: Step, logits: torch.Tensor, start):
         """`policies.propose` on logits whose column 0 is generation column `start` (an int, or (R,) per row)."""
         noise = None
-        if self.config.temperature > 0:
+        if self.config.temperature > 0 and self._batch_generator is not None:
+            noise = torch.rand(logits.shape, generator=self._batch_generator, device=self.device)
+        elif self.config.temperature > 0:
             V = logits.shape[-1]
             noise = self._uniform(step, V)
             if isinstance(start, torch.Tensor):  # per-row windows: move each row's draws to its window's columns
@@ -340,7 +347,11 @@ class DecodeState:
     def _uniform(self, step: Step, *tail: int) -> torch.Tensor:
         """(R, hi - lo, *tail) uniform numbers: row r's from its own generator, for its own columns only (other
         columns: 0, never revealed), so its draws do not depend on the batch. A Python loop over rows: one draw
-        per generator (only when sampling or with the random policy)."""
+        per generator (only when sampling or with the random policy). With `batch_seed`: one draw of the batch's
+        generator."""
+        if self._batch_generator is not None:
+            return torch.rand((len(step.live), step.hi - step.lo) + tail, generator=self._batch_generator,
+                              device=self.device)
         if len(step.live) == 1 and step.ranges[0] == (step.lo, step.hi):
             gen = self._generators[step.live[0]]
             return torch.rand((1, step.hi - step.lo) + tail, generator=gen, device=gen.device).to(self.device)
