@@ -27,7 +27,7 @@ def test_init_weights_leaves_other_modules_alone():
 
 def test_rms_norm_is_fp32_and_cast_back():
     x = torch.randn(2, 5, 16, dtype=torch.bfloat16)
-    out = RMSNorm(16, 1e-6)(x)
+    out = RMSNorm(16, 1e-6).to(torch.bfloat16)(x)
     ref = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)
     assert out.dtype == torch.bfloat16
     assert torch.allclose(out.float(), ref, atol=1e-2, rtol=1e-2)
