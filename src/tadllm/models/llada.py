@@ -264,13 +264,12 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
     def fuse_projections(self) -> int:
         """For decoding: make each block's q/k/v weights views of one tensor, and its ff/up weights views of
         another, so that each group runs as one matmul (at batch 1 a matmul over a few positions is bound by
-        latency: measured on an H200 at LLaDA-8B's shape and 32 positions, q/k/v took 67 us as three matmuls
-        and 31 us as one). Uses no extra memory; parameter names and values are unchanged. Returns the number
-        of blocks fused. Only no-grad forwards use the fused matmuls: training, blocks whose projections peft
-        wrapped and weights moved to a new device or dtype afterwards run the separate ones, with the same
-        result. `save_pretrained` writes the usual separate tensors (tested); `unfuse_projections()` gives every
-        projection its own tensor again (e.g. before `torch.save` of a state dict, which would store the
-        whole fused tensor with every view)."""
+        latency; the timings: benchmarks/RESULTS.md, "Performance follow-up 3", part 2). Uses no extra memory;
+        parameter names and values are unchanged. Returns the number of blocks fused. Only no-grad forwards use
+        the fused matmuls: training, blocks whose projections peft wrapped and weights moved to a new device or
+        dtype afterwards run the separate ones, with the same result. `save_pretrained` writes the usual
+        separate tensors (tested); `unfuse_projections()` gives every projection its own tensor again (e.g.
+        before `torch.save` of a state dict, which would store the whole fused tensor with every view)."""
         return sum(block.fuse_projections() for block in self.model.transformer.blocks)
 
     def unfuse_projections(self) -> None:
