@@ -332,7 +332,6 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
             position_ids = torch.arange(T, device=x.device).expand(B, T)
         head_dim = self.config.d_model // self.config.n_heads
         sin, cos = rope_tables(position_ids, head_dim, self.config.rope_theta)
-        k_len = T if attention_mask is None else attention_mask.shape[1]
         mask = self._attention_mask(attention_mask, x.dtype)
         new_cache = []
         for i, block in enumerate(tr.blocks):
