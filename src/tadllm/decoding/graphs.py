@@ -234,10 +234,10 @@ class CUDAGraphModel(nn.Module):
 
 
 def compile_model(model, dynamic: bool | None = None):
-    """`torch.compile` for decoding (optional): measured 2.7x faster uncached decoding at batch 1 on an H200
-    for a 1.65B LLaDA (benchmarks/RESULTS.md). Shapes change with the prompt length and the cache window:
-    by default the first calls of a new shape recompile (then torch marks the changing sizes dynamic);
-    `dynamic=True` compiles shape-generic code once per kind of forward (what CUDA graphs on top need)."""
+    """`torch.compile` for decoding (optional; what it gains: benchmarks/RESULTS.md, "Performance"). Shapes
+    change with the prompt length and the cache window: by default the first calls of a new shape recompile
+    (then torch marks the changing sizes dynamic); `dynamic=True` compiles shape-generic code once per kind of
+    forward (what CUDA graphs on top need)."""
     return torch.compile(model, dynamic=dynamic)
 
 

@@ -120,6 +120,8 @@ class TadLLMGenerator:
                  batch_size=1, max_batch_size=None, device=None, dtype=None, trust_remote_code=False,
                  mask_token_id=None, tokenizer=None, add_bos_token=False, progress=True,
                  model=None, family=None, **unused):
+        # `max_batch_size`: lm-eval's `--max_batch_size`, passed along with `batch_size` and `device`; taken so
+        # that it is not reported as unknown, and unused (every batch is `batch_size`).
         super().__init__()  # lm_eval's LM.__init__ when mixed in (rank, world size, cache hook)
         from tadllm.decoding import DecodeConfig
 

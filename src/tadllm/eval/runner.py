@@ -131,28 +131,18 @@ def evaluate(model, tokenizer, family, task, examples: Sequence, decode_config: 
     _check_prompt_lengths(model, {ids[i]: len(p) for i, p in prompts.items()}, decode_config.gen_length)
     # Similar prompt lengths in a batch: less left padding (generate also sorts inside a batch).
     order = sorted(local, key=lambda i: len(prompts[i]))
-    bar = _progress_bar(len(order), desc or f"{getattr(task, 'name', 'eval')} {short_config(decode_config)}",
-                        progress and ctx.is_main)
-    try:
+    with _progress_bar(len(order), desc or f"{getattr(task, 'name', 'eval')} {short_config(decode_config)}",
+                       progress and ctx.is_main) as bar:
         records = _decode_and_score(model, tokenizer, family, task, examples, prompts, order, decode_config,
                                     batch_size, bar)
-    finally:
-        bar.close()
     records = _gathered(ctx, records, len(examples))
     run = {"config": decode_config.to_dict()}
     if label:
         run["label"] = label
-    run.update({
-        "aggregate": aggregate(records),
-        "records": records,
-        "model": None if model_path is None else str(model_path),
-        "task": getattr(task, "name", None),
-        "seed": seed,
-        "batch_size": batch_size,
-        "world_size": ctx.world_size,
-        "n_examples": len(examples),
-        "elapsed_s": time.perf_counter() - start,
-    })
+    run.update({"aggregate": aggregate(records), "records": records,
+                "model": None if model_path is None else str(model_path), "task": getattr(task, "name", None),
+                "seed": seed, "batch_size": batch_size, "world_size": ctx.world_size, "n_examples": len(examples),
+                "elapsed_s": time.perf_counter() - start})
     if not ctx.is_main:
         run["partial"] = True
     return run

@@ -36,7 +36,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
-from .llada import RMSNorm
+from .common import RMSNorm, init_weights
 
 
 @dataclass
@@ -80,19 +80,7 @@ class DreamConfig(PretrainedConfig):
         bos_token_id: int | None = None,
         **kwargs,
     ):
-        # RoPE settings: `rope_scaling` (transformers 4.x / the reference config) or `rope_parameters`
-        # (transformers 5.x). Kept out of the base class, whose handling of them differs between versions.
-        rope_scaling = kwargs.pop("rope_scaling", None)
-        rope_parameters = kwargs.pop("rope_parameters", None)
-        for rope in (rope_scaling, rope_parameters):
-            if isinstance(rope, dict):
-                kind = rope.get("rope_type", rope.get("type", "default"))
-                if kind not in (None, "default"):
-                    raise NotImplementedError(
-                        f"Dream config has RoPE scaling {rope!r}; the native Dream model implements only the "
-                        f"default RoPE (Dream-7B uses none). Load with trust_remote_code=True, native=False.")
-                if rope_theta is None and rope.get("rope_theta") is not None:
-                    rope_theta = float(rope["rope_theta"])
+        rope_theta = _pop_rope_settings(kwargs, rope_theta)
         if use_sliding_window:
             raise NotImplementedError("sliding-window attention is not implemented in the native Dream model "
                                       "(Dream checkpoints do not use it)")
@@ -125,6 +113,23 @@ class DreamConfig(PretrainedConfig):
         )
         # Our own flag (transformers 5 may rewrite `tie_word_embeddings`); the output head follows it.
         self.tie_word_embeddings = bool(tie_word_embeddings)
+
+
+def _pop_rope_settings(kwargs: dict, rope_theta: float | None) -> float | None:
+    """Take the RoPE settings out of a config's `kwargs`: `rope_scaling` (transformers 4.x / the reference
+    config) or `rope_parameters` (transformers 5.x), kept out of the base class, whose handling of them differs
+    between versions. Returns `rope_theta`, or the one they name when it is None; any RoPE scaling raises."""
+    for rope in (kwargs.pop("rope_scaling", None), kwargs.pop("rope_parameters", None)):
+        if not isinstance(rope, dict):
+            continue
+        kind = rope.get("rope_type", rope.get("type", "default"))
+        if kind not in (None, "default"):
+            raise NotImplementedError(
+                f"Dream config has RoPE scaling {rope!r}; the native Dream model implements only the "
+                f"default RoPE (Dream-7B uses none). Load with trust_remote_code=True, native=False.")
+        if rope_theta is None and rope.get("rope_theta") is not None:
+            rope_theta = float(rope["rope_theta"])
+    return rope_theta
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
@@ -217,18 +222,7 @@ class DreamPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
 
     def _init_weights(self, module):
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        init_weights(module, self.config.initializer_range)
 
 
 def key_padding_mask(attention_mask, dtype: torch.dtype):

@@ -21,6 +21,8 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .common import RMSNorm, init_weights
+
 
 @dataclass
 class LLaDAOutput(ModelOutput):
@@ -103,19 +105,6 @@ class LLaDAConfig(PretrainedConfig):
 
 def _capturing() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
-
-
-class RMSNorm(nn.Module):
-    """RMSNorm computed in fp32 and cast back before the affine weight, as in the reference."""
-
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # F.rms_norm: the same fp32 x * rsqrt(mean(x^2) + eps), in one kernel where torch has one (was six)
-        return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,15 +244,7 @@ class LLaDAPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
 
     def _init_weights(self, module):
-        std = self.config.init_std
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        init_weights(module, self.config.init_std)
 
 
 class LLaDAModelLM(LLaDAPreTrainedModel):
@@ -283,13 +264,12 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
     def fuse_projections(self) -> int:
         """For decoding: make each block's q/k/v weights views of one tensor, and its ff/up weights views of
         another, so that each group runs as one matmul (at batch 1 a matmul over a few positions is bound by
-        latency: measured on an H200 at LLaDA-8B's shape and 32 positions, q/k/v took 67 us as three matmuls
-        and 31 us as one). Uses no extra memory; parameter names and values are unchanged. Returns the number
-        of blocks fused. Only no-grad forwards use the fused matmuls: training, blocks whose projections peft
-        wrapped and weights moved to a new device or dtype afterwards run the separate ones, with the same
-        result. `save_pretrained` writes the usual separate tensors (tested); `unfuse_projections()` gives every
-        projection its own tensor again (e.g. before `torch.save` of a state dict, which would store the
-        whole fused tensor with every view)."""
+        latency; the timings: benchmarks/RESULTS.md, "Performance follow-up 3", part 2). Uses no extra memory;
+        parameter names and values are unchanged. Returns the number of blocks fused. Only no-grad forwards use
+        the fused matmuls: training, blocks whose projections peft wrapped and weights moved to a new device or
+        dtype afterwards run the separate ones, with the same result. `save_pretrained` writes the usual
+        separate tensors (tested); `unfuse_projections()` gives every projection its own tensor again (e.g.
+        before `torch.save` of a state dict, which would store the whole fused tensor with every view)."""
         return sum(block.fuse_projections() for block in self.model.transformer.blocks)
 
     def unfuse_projections(self) -> None:
@@ -355,7 +335,6 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
             position_ids = torch.arange(T, device=x.device).expand(B, T)
         head_dim = self.config.d_model // self.config.n_heads
         sin, cos = rope_tables(position_ids, head_dim, self.config.rope_theta)
-        k_len = T if attention_mask is None else attention_mask.shape[1]
         mask = self._attention_mask(attention_mask, x.dtype, padded)
         new_cache = []
         for i, block in enumerate(tr.blocks):

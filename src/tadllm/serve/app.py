@@ -78,7 +78,7 @@ def create_app(service: Service, shutdown_timeout: float = 30.0) -> FastAPI:
 # ------------------------------------------------------------------------------------------ answering
 
 
-async def answer(request: Request, service: Service, req, ids: list[int], max_tokens, fmt):
+async def answer(request: Request, service: Service, req, ids: list[int], max_tokens, fmt: "ResponseFormat"):
     """Submit the job; a whole response, or an event stream when `req.stream`."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
@@ -108,7 +108,7 @@ async def answer(request: Request, service: Service, req, ids: list[int], max_to
     return fmt.full(final)
 
 
-async def stream(service: Service, job, events: "Events", fmt, include_usage: bool):
+async def stream(service: Service, job, events: "Events", fmt: "ResponseFormat", include_usage: bool):
     """Server-sent events: text that became final, then the finish reason, usage if asked, `[DONE]`."""
     ended = False
     try:
@@ -170,11 +170,27 @@ class Events:
             self.task = None
 
 
-class CompletionFormat:
-    """The /v1/completions bodies (a streamed chunk has the same shape as the whole response)."""
+class ResponseFormat:
+    """The bodies of one response (`answer` asks for them: `full`, or `opening`, `piece`s, `last`, `usage` when
+    streamed); every body carries the response's id, creation time and model. A subclass says how a list of
+    choices becomes a body (`_body`) and what the choices hold."""
+
+    id_prefix = ""
 
     def __init__(self, model: str):
-        self.id, self.created, self.model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), model
+        self.id, self.created, self.model = f"{self.id_prefix}-{uuid.uuid4().hex}", int(time.time()), model
+
+    def _body(self, choices, usage=None) -> dict:
+        raise NotImplementedError
+
+    def usage(self, done) -> dict:
+        return self._body([], S.Usage(**done.usage()))
+
+
+class CompletionFormat(ResponseFormat):
+    """The /v1/completions bodies (a streamed chunk has the same shape as the whole response)."""
+
+    id_prefix = "cmpl"
 
     def _body(self, choices, usage=None) -> dict:
         return S.Completion(id=self.id, created=self.created, model=self.model, choices=choices,
@@ -193,17 +209,13 @@ class CompletionFormat:
     def last(self, reason: str) -> dict:
         return self._body([S.CompletionChoice(text="", finish_reason=reason)])
 
-    def usage(self, done) -> dict:
-        return self._body([], S.Usage(**done.usage()))
 
-
-class ChatFormat:
+class ChatFormat(ResponseFormat):
     """The /v1/chat/completions bodies: a whole `chat.completion`, or `chat.completion.chunk`s with deltas."""
 
-    def __init__(self, model: str):
-        self.id, self.created, self.model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model
+    id_prefix = "chatcmpl"
 
-    def _chunk(self, choices, usage=None) -> dict:
+    def _body(self, choices, usage=None) -> dict:  # a streamed chunk
         return S.ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices,
                                      usage=usage).model_dump()
 
@@ -213,16 +225,13 @@ class ChatFormat:
                                 usage=S.Usage(**done.usage())).model_dump()
 
     def opening(self) -> list[dict]:
-        return [self._chunk([S.ChatChunkChoice(delta=S.ChatDelta(role="assistant", content=""))])]
+        return [self._body([S.ChatChunkChoice(delta=S.ChatDelta(role="assistant", content=""))])]
 
     def piece(self, text: str) -> dict:
-        return self._chunk([S.ChatChunkChoice(delta=S.ChatDelta(content=text))])
+        return self._body([S.ChatChunkChoice(delta=S.ChatDelta(content=text))])
 
     def last(self, reason: str) -> dict:
-        return self._chunk([S.ChatChunkChoice(delta=S.ChatDelta(), finish_reason=reason)])
-
-    def usage(self, done) -> dict:
-        return self._chunk([], S.Usage(**done.usage()))
+        return self._body([S.ChatChunkChoice(delta=S.ChatDelta(), finish_reason=reason)])
 
 
 # ------------------------------------------------------------------------------------------ errors

@@ -21,10 +21,6 @@ class TextCodec:
         self.tokenizer, self.family = tokenizer, family
         self.lock = threading.Lock()
 
-    @property
-    def has_tokenizer(self) -> bool:
-        return self.tokenizer is not None
-
     def encode(self, text: str) -> list[int]:
         if self.tokenizer is None:
             raise ValueError("this model has no tokenizer files: send the prompt as a list of token ids "

@@ -136,7 +136,7 @@ def math_verify_equal(prediction: str, gold: str) -> bool:
     """math-verify's verdict on two LaTeX answers; False on any parsing problem."""
     if len(prediction) > _MAX_VERIFY_CHARS or len(gold) > _MAX_VERIFY_CHARS:
         return False
-    from math_verify import parse, verify  # lazy: ~0.3 s import, math only
+    from math_verify import parse, verify  # lazy: a slow import that only math answers need
 
     # signal.alarm-based timeouts raise outside the main thread; there we run without them
     timeout = 5 if threading.current_thread() is threading.main_thread() else None

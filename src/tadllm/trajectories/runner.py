@@ -183,11 +183,8 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     identity = _identity(model, tokenizer, family, task, model_name, model_revision, template, seed)
-    _check_manifest(out, {
-        **identity, "decode_config": dataclasses.asdict(decode_config), "samples_per_problem": samples_per_problem,
-        "keep": keep, "world_size": world_size, "chunk_size": chunk_size, "batch_size": batch_size,
-        "n_problems": len(ids), "problems_sha256": _problems_hash(ids),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "tadllm_version": _version()})
+    _check_manifest(out, _manifest(identity, decode_config, ids, samples_per_problem=samples_per_problem, keep=keep,
+                                   world_size=world_size, chunk_size=chunk_size, batch_size=batch_size))
 
     chunks = [mine[i:i + chunk_size] for i in range(0, len(mine), chunk_size)]
     start = time.perf_counter()
@@ -201,8 +198,7 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
                         "samples_per_problem": samples_per_problem}
         bar = _progress_bar(progress and rank == 0, len(mine) * samples_per_problem,
                             sum(len(e["problem_ids"]) for e in done.values()) * samples_per_problem)
-        running = storage.rank_summary(list(done.values()), base_summary)
-        _postfix(bar, running)
+        _postfix(bar, storage.rank_summary(list(done.values()), base_summary))
         try:
             for c, idxs in enumerate(chunks):
                 if c in done:
@@ -212,17 +208,30 @@ def generate_trajectories(model, tokenizer, family, task, examples: Sequence, de
                                    seed, rank, bar)
                 storage.append_done(done_path, entry)
                 done[c] = entry
-                running = storage.rank_summary(list(done.values()), base_summary)
-                _postfix(bar, running)
+                _postfix(bar, storage.rank_summary(list(done.values()), base_summary))
         finally:
             if bar is not None:
                 bar.close()
-        summary = storage.rank_summary([done[c] for c in sorted(done)], base_summary)
-        summary["elapsed_s"] = round(time.perf_counter() - start, 3)
-        summary["out_dir"] = str(out)
-        storage.atomic_write_json(out / storage.summary_name(rank), summary)
+        summary = _write_rank_summary(out, rank, done, base_summary, time.perf_counter() - start)
     merged = storage.summarize(out)
     return merged if world_size == 1 else summary
+
+
+def _manifest(identity: dict, decode_config: DecodeConfig, ids: list[str], **settings) -> dict:
+    """What `manifest.json` says about a run: its identity, decoding, settings (samples per problem, keep,
+    world size, chunk and batch size) and problems."""
+    return {**identity, "decode_config": dataclasses.asdict(decode_config), **settings,
+            "n_problems": len(ids), "problems_sha256": _problems_hash(ids),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "tadllm_version": _version()}
+
+
+def _write_rank_summary(out: Path, rank: int, done: dict[int, dict], base_summary: dict, elapsed_s: float) -> dict:
+    """This rank's summary of its finished chunks, written to `summary-r{rank}.json`."""
+    summary = storage.rank_summary([done[c] for c in sorted(done)], base_summary)
+    summary["elapsed_s"] = round(elapsed_s, 3)
+    summary["out_dir"] = str(out)
+    storage.atomic_write_json(out / storage.summary_name(rank), summary)
+    return summary
 
 
 def _run_chunk(model, tokenizer, family, task, exs, chunk, out, decode_config, identity, k_samples, batch_size,
