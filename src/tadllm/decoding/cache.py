@@ -258,6 +258,8 @@ class BlockKVCache:
         device = x.device
         if ws_min == ws_max and same_width and not self.padded:
             return self._cached_uniform(model, x, rows, ws_min, W)
+        if self.mode == "dual" and same_width:
+            return self._cached_in_place(model, x, rows, win_start, W)
         if self.mode == "prefix":  # queries: block start .. end of the sequence; keys: cached prefix
             # at least W queries: a wider window of another row may start earlier (the extra ones are masked)
             Lq, K = max(L - ws_min, W), P + ws_max
@@ -283,6 +285,25 @@ class BlockKVCache:
         # dual: the window's own cached columns are always masked, so the model need not check (a host sync)
         padded = True if self.mode == "dual" else None
         out = model(ids, attention_mask=mask, position_ids=pos, kv_cache=past, logits_range=(0, W), padded=padded)
+        self.cached[rows] += 1
+        return out.logits
+
+    def _cached_in_place(self, model, x, rows, win_start, W):
+        """Dual cache, windows as wide but at different starts or with padding (a server's rows at different
+        blocks, prompts of different lengths): each row's fresh window keys/values are written into the cache at
+        its own columns and attention runs over the whole cache with the padding mask only. The keys are those of
+        the general path below, without its per-layer concatenation, which copied the whole cache every step."""
+        everything = rows.numel() == self.B
+        sel = slice(None) if everything else rows
+        cols = self.P + win_start[:, None] + torch.arange(W, device=x.device)  # (R, W), inside the generation
+        # a subset of rows gets copies (its writes need not persist: the window is recomputed every step)
+        if everything:
+            past = [(k, v, cols) for k, v in zip(self.keys, self.values)]
+        else:
+            past = [(k[rows], v[rows], cols) for k, v in zip(self.keys, self.values)]
+        mask = self.key_ok[sel].long() if self.padded else None
+        out = model(x[sel].gather(1, cols), attention_mask=mask, position_ids=self.positions[sel].gather(1, cols),
+                    kv_cache=past, logits_range=(0, W), **({"padded": True} if mask is not None else {}))
         self.cached[rows] += 1
         return out.logits
 

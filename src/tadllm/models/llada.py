@@ -179,8 +179,9 @@ class LLaDABlock(nn.Module):
     def forward(self, x, sin, cos, attn_mask, past_kv=None):
         """`past_kv`, either (k_before, v_before, k_after, v_after) in (B, kv_heads, *, hd), any of them None: the
         keys are [before ; this call's ; after]; or (keys, values, start) with keys/values (B, kv_heads, K, hd):
-        this call's keys/values are written into them at start.. (in place) and attention runs over all K keys,
-        no concatenation (the cache's whole-batch path).
+        this call's keys/values are written into them (in place) at columns start.. (an int) or at the columns
+        `start` (B, T) gives each row, and attention runs over all K keys, no concatenation (the cache's paths
+        without a copy of the cache per layer).
 
         Returns the block output and this call's rotated (k, v) so the caller can build a cache.
         """
@@ -200,8 +201,13 @@ class LLaDABlock(nn.Module):
         new_kv = (k, v)
         if past_kv is not None and len(past_kv) == 3:
             keys, values, start = past_kv
-            keys[:, :, start:start + T].copy_(k)
-            values[:, :, start:start + T].copy_(v)
+            if isinstance(start, torch.Tensor):  # each row's own columns
+                index = start[:, None, :, None].expand(-1, Hkv, -1, hd)
+                keys.scatter_(2, index, k)
+                values.scatter_(2, index, v)
+            else:
+                keys[:, :, start:start + T].copy_(k)
+                values[:, :, start:start + T].copy_(v)
             k, v = keys, values
         elif past_kv is not None:
             k_before, v_before, k_after, v_after = past_kv
@@ -321,7 +327,8 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
     ):
         """`kv_cache`: optional list per layer of (k_before, v_before, k_after, v_after), with
         `attention_mask` then covering [before ; input ; after] keys, or of (keys, values, start): the input's
-        keys/values are written into those at `start` and attention runs over all of them (no mask allowed).
+        keys/values are written into those at `start` (an int, or (B, T) columns per row) and attention runs over
+        all of them (`attention_mask` then covers those keys only).
         With `use_cache`, the output's `kv_cache` holds this call's rotated (k, v) per layer.
         `logits_range=(a, b)`: compute the output head only for positions a..b-1 (decoding needs logits for
         one block, and the head over a 126k vocabulary is the largest matmul of a step). `padded`: whether
