@@ -388,7 +388,7 @@ class ConfigParser(ArgumentParser):
         ns = self.parse_intermixed_args(argv)
         flags = {k: v for k, v in vars(ns).items() if k in self.options}
         data, source = read_config(ns.config_file, ns.overrides)
-        check_known(data, source, self.options, label=self.prog)
+        check_known(data, source, self.options, label="config")
         values = {**self._typed(data, source), **flags}
         missing = [flag_names(n)[0] for n, (_, meta, default) in self.options.items()
                    if meta.get("required") and values.get(n, default) is None]
