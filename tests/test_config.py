@@ -110,3 +110,8 @@ def test_bad_values_are_refused_from_every_source(tmp_path, capsys):
 def test_a_missing_config_file_is_named():
     with pytest.raises(FileNotFoundError, match="config file nope.yaml does not exist"):
         parse("--config", "nope.yaml")
+
+
+def test_an_abbreviated_flag_matching_both_spellings_of_one_option_is_not_ambiguous():
+    assert parse("--gen", "8").gen_length == 8  # --gen-length / --gen_length: one option
+    assert parse("--no-stop").stop_at_eos is False

@@ -383,6 +383,16 @@ class ConfigParser(ArgumentParser):
         else:
             group.add_argument(*flag_names(name), type=convert, choices=meta.get("choices"), **common)
 
+    def _get_option_tuples(self, option_string):
+        # A prefix (`--gen`) matches both spellings of one flag (`--gen-length`, `--gen_length`): that is one
+        # option, not an ambiguity, so the abbreviations of the hand-written flags keep working.
+        seen, unique = set(), []
+        for match in super()._get_option_tuples(option_string):
+            if id(match[0]) not in seen:
+                seen.add(id(match[0]))
+                unique.append(match)
+        return unique
+
     def parse(self, argv=None) -> tuple:
         """One instance per added dataclass: defaults < `--config` YAML < `key=value` < flags."""
         ns = self.parse_intermixed_args(argv)
