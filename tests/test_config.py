@@ -115,3 +115,12 @@ def test_a_missing_config_file_is_named():
 def test_an_abbreviated_flag_matching_both_spellings_of_one_option_is_not_ambiguous():
     assert parse("--gen", "8").gen_length == 8  # --gen-length / --gen_length: one option
     assert parse("--no-stop").stop_at_eos is False
+
+
+def test_an_override_after_a_bool_flag_says_what_happened(capsys):
+    with pytest.raises(SystemExit):
+        parse("--multi-block", "rate=0.1")
+    assert "argument --multi-block/--multi_block: expects true or false, got 'rate=0.1'; write key=value " \
+           "overrides before the flag" in capsys.readouterr().err
+    knobs = parse("rate=0.1", "--multi-block")
+    assert knobs.rate == 0.1 and knobs.multi_block is True

@@ -291,6 +291,9 @@ def _converter(name: str, tp, check=None):
     A ValueError from `coerce` reads "invalid int value: 'abc'" (argparse's wording); a failed check its own
     message."""
     def convert(text):
+        if _is_bool(tp) and "=" in text:  # `--overwrite limit=5`: the bool flag took the override as its value
+            raise argparse.ArgumentTypeError(f"expects true or false, got {text!r}; write key=value overrides "
+                                             f"before the flag, or give it a value (--{name.replace('_', '-')} true)")
         value = coerce(name, text, tp)
         if check is not None:
             try:
@@ -377,7 +380,7 @@ class ConfigParser(ArgumentParser):
                                **{**common, "metavar": "true|false"})
             if default is True:
                 group.add_argument(*flag_names("no_" + name), dest=name, action="store_false",
-                                   default=argparse.SUPPRESS, help=meta.get("no_help", f"{name} false"))
+                                   default=argparse.SUPPRESS, help=meta.get("no_help", f"set {name} to false"))
         elif meta.get("append"):
             group.add_argument(*flag_names(name), action="append", type=_converter(name, _item_type(tp)), **common)
         else:
