@@ -69,3 +69,13 @@ def check_decode_accounting(out, name: str) -> None:
     if name in ("two_per_step", "random"):
         assert out.nfe.tolist() == [16] * 4
         assert all(torch.bincount(r)[1:].tolist() == [2] * 16 for r in out.reveal_step)
+
+
+def parsed_three_ways(build_parser, base: list[str], settings: dict[str, str], tmp_path) -> list[tuple]:
+    """The dataclasses a command's parser (`tadllm.config.ConfigParser`) makes of `base` plus `settings`
+    (field -> text) given as flags (`--gen-length 64`), as `key=value` and in a `--config` YAML file."""
+    flags = [arg for key, text in settings.items() for arg in ("--" + key.replace("_", "-"), text)]
+    overrides = [f"{key}={text}" for key, text in settings.items()]
+    config = tmp_path / "options.yaml"
+    config.write_text("".join(f"{key}: {text}\n" for key, text in settings.items()))
+    return [build_parser().parse(base + extra) for extra in (flags, overrides, ["--config", str(config)])]

@@ -57,11 +57,21 @@ def small(args: list[str]) -> list[str]:
     name = args[0]
     assert name in SMALL, f"no small sizes for `tad {name}`: add them to SMALL"
     extra = list(SMALL[name])
-    policy = args[args.index("--policy") + 1] if "--policy" in args else "low_confidence"
+    policy = args[args.index("--policy") + 1] if "--policy" in args else config_value(args, "policy",
+                                                                                       "low_confidence")
     if name in ("eval", "trajectories") and policy in FIXED_COUNT and "--steps" not in args:
         extra += ["--steps", "16"]  # 4 tokens per step over the testbed's 64 positions
     expanded = [m for a in args for m in (sorted(glob.glob(a)) or [a] if "*" in a else [a])]
     return expanded + extra
+
+
+def config_value(args: list[str], key: str, default):
+    """`key` of the `--config FILE.yaml` that `args` name (relative to the checkout), else `default`."""
+    from tadllm.config import yaml_load
+
+    if "--config" not in args:
+        return default
+    return (yaml_load((REPO / args[args.index("--config") + 1]).read_text()) or {}).get(key, default)
 
 
 DOCUMENTED = {p.name: documented_commands(p) for p in DOCS}

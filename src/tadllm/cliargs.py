@@ -1,57 +1,88 @@
-"""The command-line helpers every `tad` command shares: the one-line `ArgumentParser`, the model and decoding
-flags, the settings recorded with a model (testbed.json), `--dtype`, `--compile` / `--cuda-graphs`.
+"""The command-line pieces every `tad` command shares: the option dataclasses (`ModelArguments`; the decoding
+options are `tadllm.decoding.config.DecodingArguments`, DecodeConfig's own fields), the parser that turns them
+into flags + `--config FILE.yaml` + `key=value` (`tadllm.config.ConfigParser`, re-exported), the settings
+recorded with a model (testbed.json), `--dtype`, `--compile` / `--cuda-graphs`.
 
 The command modules (`tadllm.decoding.cli`, `tadllm.trajectories.cli`, `tadllm.distill`, `tadllm.eval.cli`,
 `tadllm.testbed.cli`, ...) import these; `tadllm.cli` only dispatches `tad CMD` to them. Only the standard
-library is imported at module level, so `tad --help` stays instant.
+library (and `tadllm.config`) is imported at module level, so `tad --help` stays instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from dataclasses import dataclass, field
+
+from tadllm.config import ArgumentParser, ConfigParser  # noqa: F401 - re-exported for the command modules
+
+DTYPE_HELP = "float32 (fp32) | bfloat16 (bf16) | float16 (fp16) | auto (the checkpoint's)"
+LENGTH_FALLBACKS = {"gen_length": 256, "block_length": 32}
 
 
-def add_decoding_args(parser: argparse.ArgumentParser, **defaults) -> None:
-    """Decoding options shared by `generate`, `eval` and `trajectories`."""
-    from tadllm.decoding.cache import USE_CACHE
-    from tadllm.decoding.policies import POLICIES
+def check_dtype(text: str) -> None:
+    """Both spellings (bf16 / bfloat16, ...) are accepted everywhere; anything else is refused."""
+    from tadllm.models.loading import DTYPES
 
-    g = parser.add_argument_group("decoding")
-    g.add_argument("--policy", default=defaults.get("policy", "low_confidence"), choices=list(POLICIES))
-    g.add_argument("--threshold", type=float, default=defaults.get("threshold"),
-                   help="entropy (nats, reveal below) or confidence (reveal above) threshold")
-    g.add_argument("--steps", type=int, default=None, help="fixed-count policies: total steps (default gen-length)")
-    fallbacks = {"gen_length": defaults.get("gen_length", 256), "block_length": defaults.get("block_length", 32)}
-    parser.set_defaults(length_fallbacks=fallbacks)
-    g.add_argument("--gen-length", type=int, default=None,
-                   help=f"default: the model's recorded gen length (testbed.json), else {fallbacks['gen_length']}")
-    g.add_argument("--block-length", type=int, default=None,
-                   help=f"default: the model's recorded block length, else {fallbacks['block_length']}")
-    g.add_argument("--temperature", type=float, default=defaults.get("temperature", 0.0))
-    g.add_argument("--multi-block", action="store_true", help="pipelined multi-block decoding (d3LLM)")
-    g.add_argument("--block-add-threshold", type=float, default=0.5)
-    g.add_argument("--decoded-token-threshold", type=float, default=0.5)
-    g.add_argument("--multi-block-reveal", default="opened", choices=["opened", "activated"],
-                   help="which opened blocks reveal tokens: every opened block (the reference's rule) or only "
-                        "fully active ones (an earlier tadllm rule)")
-    g.add_argument("--no-stop-at-eos", action="store_true", help="decode the whole length even after EOS")
-    g.add_argument("--use-cache", default="none", choices=list(USE_CACHE),
-                   help="Fast-dLLM KV cache (native LLaDA only; docs/performance.md)")
-    g.add_argument("--seed", type=int, default=0)
-    return g
+    if text not in DTYPES:
+        raise ValueError(f"unknown dtype {text!r}; use {DTYPE_HELP}")
 
 
-def apply_model_settings(args, command: str, task_name: str | None = None):
-    """Fill the decoding lengths left unset from the model's recorded settings (`tadllm.testbed.settings`),
-    check that the decoding flags go together, and load the task (with the model's problem distribution
-    when it records one). Prints one line when defaults came from the model. Returns the task or None."""
+def dtype_arg(text: str) -> str:
+    """argparse type of a hand-declared `--dtype` (`tad merge`)."""
+    try:
+        check_dtype(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+@dataclass
+class ModelArguments:
+    """The model a command loads (`load_from_args`) and how it runs it (`accelerate_decoding`)."""
+
+    model: str | None = field(default=None, metadata={"help": "checkpoint folder or hub name", "required": True})
+    dtype: str | None = field(default="auto", metadata={"help": DTYPE_HELP, "check": check_dtype})
+    device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N (default: cuda when available)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow non-native families' own code"})
+    mask_token_id: int | None = field(default=None, metadata={"help": "override the mask id of a generic model"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model (pays off on GPUs; see "
+                                                           "docs/performance.md)"})
+    cuda_graphs: bool = field(default=False, metadata={
+        "help": "replay CUDA graphs of the decoding forwards (pays off at small batches on GPUs; with --compile: "
+                "graphs of the compiled model; see docs/performance.md)"})
+
+
+def add_model_args(parser: ConfigParser, **kwargs):
+    """The `ModelArguments` flags; `kwargs` go to `ConfigParser.add_dataclass` (a command's defaults / help)."""
+    return parser.add_dataclass(ModelArguments, "model", **kwargs)
+
+
+def add_decoding_args(parser: ConfigParser, fallbacks: dict | None = None, **kwargs):
+    """The decoding flags of `generate`, `eval`, `trajectories` and `serve`: DecodeConfig's fields
+    (`DecodingArguments`). `fallbacks`: the lengths used when neither the flags nor the model set them."""
+    from tadllm.decoding.config import DecodingArguments
+
+    fallbacks = {**LENGTH_FALLBACKS, **(fallbacks or {})}
+    kwargs["help"] = {"gen_length": f"default: the model's recorded gen length (testbed.json), else "
+                                    f"{fallbacks['gen_length']}",
+                      "block_length": f"default: the model's recorded block length, else {fallbacks['block_length']}",
+                      **kwargs.get("help", {})}
+    return parser.add_dataclass(DecodingArguments, "decoding", **kwargs)
+
+
+def apply_model_settings(args, command: str, fallbacks: dict | None = None, task_name: str | None = None):
+    """Fill the decoding lengths left unset (None) in `args` (a namespace or `DecodingArguments` with `model`)
+    from the model's recorded settings (`tadllm.testbed.settings`), else `fallbacks`; check that the decoding
+    options go together, and load the task (with the model's problem distribution when it records one).
+    Prints one line when defaults came from the model. Returns the task or None."""
     from tadllm.testbed.settings import describe, fill_lengths, load_task, recorded_settings
 
     sweep_keys = {spec.split("=", 1)[0].strip().replace("-", "_") for spec in getattr(args, "sweep", None) or []}
     check_policy_flags(args.policy, args.threshold, args.steps, sweep_keys)
     settings = recorded_settings(args.model)
-    taken = fill_lengths(args, settings, args.length_fallbacks)
+    taken = fill_lengths(args, settings, {**LENGTH_FALLBACKS, **(fallbacks or {})})
     task = load_task(task_name, settings) if task_name else None
     note = describe(args.model, settings, taken, task if getattr(args, "data", None) is None else None)
     if note:
@@ -76,49 +107,17 @@ def check_policy_flags(policy: str, threshold, steps, sweep_keys=()) -> None:
 
 
 def decoding_options(args) -> dict:
-    """The DecodeConfig fields given by `add_decoding_args`, unvalidated (a sweep may complete them)."""
-    return dict(gen_length=args.gen_length, block_length=args.block_length, policy=args.policy, steps=args.steps,
-                threshold=args.threshold, temperature=args.temperature, multi_block=args.multi_block,
-                block_add_threshold=args.block_add_threshold, decoded_token_threshold=args.decoded_token_threshold,
-                multi_block_reveal=args.multi_block_reveal, stop_at_eos=not args.no_stop_at_eos, seed=args.seed, use_cache=args.use_cache)
+    """The DecodeConfig fields of `args` (a namespace or `DecodingArguments`), unvalidated (a sweep may
+    complete them)."""
+    from tadllm.decoding.config import DecodingArguments
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodingArguments)}
 
 
 def decode_config_from_args(args):
     from tadllm.decoding import DecodeConfig
 
     return DecodeConfig(**decoding_options(args))
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a mistake on the command line reported on one line (not the whole usage)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-DTYPE_HELP = "float32 (fp32) | bfloat16 (bf16) | float16 (fp16) | auto (the checkpoint's)"
-
-
-def dtype_arg(text: str) -> str:
-    """argparse type of every `--dtype`: both spellings (bf16 / bfloat16, ...) are accepted everywhere."""
-    from tadllm.models.loading import DTYPES
-
-    if text not in DTYPES:
-        raise argparse.ArgumentTypeError(f"unknown dtype {text!r}; use {DTYPE_HELP}")
-    return text
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("model")
-    g.add_argument("--model", required=True, help="checkpoint folder or hub name")
-    g.add_argument("--dtype", default="auto", type=dtype_arg, help=DTYPE_HELP)
-    g.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
-    g.add_argument("--trust-remote-code", action="store_true")
-    g.add_argument("--mask-token-id", type=int, default=None, help="override the mask id of a generic model")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs)")
-    g.add_argument("--cuda-graphs", action="store_true",
-                   help="replay CUDA graphs of the decoding forwards (pays off at small batches on GPUs; "
-                   "with --compile: graphs of the compiled model)")
 
 
 def accelerate_decoding(model, args):

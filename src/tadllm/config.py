@@ -1,12 +1,21 @@
-"""The one configuration mechanism of the recipe-driven commands (`tad train`, `tad pretrain`): a dataclass
-(a `transformers.TrainingArguments` subclass) built from a YAML file, then `key=value` overrides (`--key=value`
-also accepted; later wins), then keyword arguments. Values are read as YAML 1.2 scalars (`save_strategy: no`
-is the string "no" in a file and on the command line alike; `1e-4` is a float) and converted to each field's
-declared type (`coerce`); unknown keys are refused with one line naming where each was given.
+"""The one configuration mechanism of every `tad` command: options declared as dataclass fields, set from a
+YAML file, `key=value` overrides and (for the commands with flags) `--flag value`, every value converted to
+its field's declared type by `coerce`; unknown keys are refused with one line naming where each was given.
+
+- `build_config` (`tad train`, `tad pretrain`: a `transformers.TrainingArguments` subclass): a YAML file, then
+  `key=value` overrides (`--key=value` also accepted; later wins), then keyword arguments.
+- `ConfigParser` (`tad generate`, `eval`, `trajectories`, `serve`, `quickstart`): an argparse parser whose
+  flags are made from the fields of one dataclass per concern (`--gen-length` and `--gen_length`, HfArgumentParser
+  style), plus `--config FILE.yaml` and trailing `key=value` overrides of the same fields.
+
+Values are read as YAML 1.2 scalars (`save_strategy: no` is the string "no" in a file and on the command line
+alike; `1e-4` is a float); `true/false`, `none`, numbers and comma lists read the same in a file, a flag and
+an override because all go through `coerce`.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import enum
@@ -16,7 +25,8 @@ import types
 import typing
 from pathlib import Path
 
-__all__ = ["build_config", "coerce", "config_fields", "parse_override", "read_config", "yaml_load"]
+__all__ = ["ArgumentParser", "ConfigParser", "build_config", "check_known", "coerce", "config_fields", "parse_override",
+           "read_config", "typed_config", "yaml_load"]
 
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -233,16 +243,211 @@ def type_name(tp) -> str:
     return tp.__name__ if isinstance(tp, type) and not typing.get_args(tp) else str(tp).replace("typing.", "")
 
 
-def build_config(cls, yaml_path: str | Path | None = None, overrides: list[str] | None = None,
-                 kwargs: dict | None = None, *, file_word: str = "config file", label: str | None = None):
-    """`cls(**typed)` from a YAML file, `key=value` overrides and kwargs (later wins); see the module doc."""
-    data, source = read_config(yaml_path, overrides, kwargs, file_word=file_word)
-    known = config_fields(cls)
-    check_known(data, source, known, label)
+def typed_config(data: dict, known: dict) -> dict:
+    """`data` with every value converted to its field's type (`known`: name -> type); one ValueError names the
+    key, the value and the expected type."""
     typed = {}
     for key, value in data.items():
         try:
             typed[key] = coerce(key, value, known[key])
         except (TypeError, ValueError) as err:
             raise ValueError(f"config key {key!r}: cannot use {value!r} (expected {type_name(known[key])})") from None
-    return cls(**typed)
+    return typed
+
+
+def build_config(cls, yaml_path: str | Path | None = None, overrides: list[str] | None = None,
+                 kwargs: dict | None = None, *, file_word: str = "config file", label: str | None = None):
+    """`cls(**typed)` from a YAML file, `key=value` overrides and kwargs (later wins); see the module doc."""
+    data, source = read_config(yaml_path, overrides, kwargs, file_word=file_word)
+    known = config_fields(cls)
+    check_known(data, source, known, label)
+    return cls(**typed_config(data, known))
+
+
+# ------------------------------------------------------------------------------ command lines from dataclasses
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line reported on one line (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def flag_names(name: str) -> list[str]:
+    """`--gen-length` and `--gen_length` for the field `gen_length` (both accepted, as in HfArgumentParser)."""
+    kebab = "--" + name.replace("_", "-")
+    return [kebab] if "_" not in name else [kebab, "--" + name]
+
+
+def _type_name(tp) -> str:
+    """The name argparse shows in "invalid int value: 'x'" (the messages of the hand-written flags)."""
+    members = [a for a in typing.get_args(tp) if a is not type(None)] if _is_union(tp) else [tp]
+    first = members[0] if members else tp
+    return getattr(typing.get_origin(first) or first, "__name__", "value")
+
+
+def _item_type(tp):
+    """`str` for `list[str] | None`: the type of one value of a repeatable flag."""
+    members = [a for a in typing.get_args(tp) if a is not type(None)] if _is_union(tp) else [tp]
+    return (typing.get_args(members[0]) or (str,))[0]
+
+
+def _is_bool(tp) -> bool:
+    return tp is bool or (_is_union(tp) and bool in typing.get_args(tp))
+
+
+def _converter(name: str, tp, check=None):
+    """The argparse `type` of a flag: the same `coerce` as a YAML value or an override, then the field's check.
+    A ValueError from `coerce` reads "invalid int value: 'abc'" (argparse's wording); a failed check its own
+    message."""
+    def convert(text):
+        if _is_bool(tp) and "=" in text:  # `--overwrite limit=5`: the bool flag took the override as its value
+            raise argparse.ArgumentTypeError(f"expects true or false, got {text!r}; write key=value overrides "
+                                             f"before the flag, or give it a value (--{name.replace('_', '-')} true)")
+        value = coerce(name, text, tp)
+        if check is not None:
+            try:
+                check(value)
+            except ValueError as err:
+                raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+
+    convert.__name__ = _type_name(tp)
+    return convert
+
+
+def _help_text(text: str, default, required: bool) -> str:
+    """The help line with the default (spelled as in YAML) unless it already says it, or "required"."""
+    if required:
+        return f"{text} (required)".strip()
+    if default is None or default is False or default == [] or "default" in text:
+        return text
+    shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    return f"{text} (default: {str(shown).lower() if isinstance(shown, bool) else shown})".strip()
+
+
+@dataclasses.dataclass
+class _Spec:
+    """One dataclass added to a `ConfigParser`: its fields there and the command's defaults for it."""
+
+    cls: type
+    names: list[str]
+    defaults: dict
+
+
+class ConfigParser(ArgumentParser):
+    """The command line of a `tad` command, made from dataclasses (one per concern, `add_dataclass`).
+
+    Every field is a flag (`--gen-length` / `--gen_length`); a bool field is `--flag [true|false]` (alone: true),
+    with `--no-flag` when it defaults to true. `--config FILE.yaml` (field: value) and trailing `key=value`
+    overrides set the same fields. Precedence: defaults < the YAML < `key=value` < flags. Every value, from any
+    source, is converted by `coerce` after the field's type, then checked against the field's `choices` /
+    `check`. Field metadata: `help`, `choices`, `check` (callable raising ValueError), `required`, `metavar`,
+    `append` (a repeatable flag; a single string in YAML is one item), `no_help` (help of `--no-flag`).
+
+    `parse` returns one instance per dataclass (in the order added); `parse_args` the same values as one flat
+    namespace.
+    """
+
+    def __init__(self, prog: str, description: str | None = None, **kwargs):
+        super().__init__(prog=prog, description=description, **kwargs)
+        self.add_argument("--config", dest="config_file", default=None, metavar="FILE.yaml",
+                          help="YAML file of option: value (the option names below, with _); key=value "
+                               "overrides and flags win over it")
+        self.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                          help="set any option below by name, e.g. gen_length=64 (flags win over these)")
+        self.specs: list[_Spec] = []
+        self.options: dict[str, tuple] = {}  # field name -> (type, metadata, the command's default)
+
+    def add_dataclass(self, cls, title: str | None = None, *, only=None, exclude=(), defaults: dict | None = None,
+                      help: dict | None = None):  # noqa: A002 - argparse's word
+        """Flags for the fields of `cls` (all, or `only` those, less `exclude`); `defaults` / `help` replace the
+        field's default / help text for this command."""
+        group = self.add_argument_group(title)
+        defaults, help = dict(defaults or {}), dict(help or {})
+        types_ = config_fields(cls)
+        names = []
+        for f in dataclasses.fields(cls):
+            if not f.init or f.name in exclude or (only is not None and f.name not in only):
+                continue
+            if f.name in self.options:
+                raise TypeError(f"{self.prog}: option {f.name!r} is declared twice")
+            default = defaults.get(f.name, _field_default(f))
+            meta = dict(f.metadata)
+            self.options[f.name] = (types_[f.name], meta, default)
+            self._add_flags(group, f.name, help.get(f.name, meta.get("help", "")), default)
+            names.append(f.name)
+        self.specs.append(_Spec(cls, names, defaults))
+        return group
+
+    def _add_flags(self, group, name: str, text: str, default) -> None:
+        tp, meta, _ = self.options[name]
+        convert = _converter(name, tp, meta.get("check"))
+        text = _help_text(text, default, bool(meta.get("required")))
+        common = dict(dest=name, default=argparse.SUPPRESS, help=text, metavar=meta.get("metavar"))
+        if _is_bool(tp):
+            group.add_argument(*flag_names(name), nargs="?", const=True, type=convert,
+                               **{**common, "metavar": "true|false"})
+            if default is True:
+                group.add_argument(*flag_names("no_" + name), dest=name, action="store_false",
+                                   default=argparse.SUPPRESS, help=meta.get("no_help", f"set {name} to false"))
+        elif meta.get("append"):
+            group.add_argument(*flag_names(name), action="append", type=_converter(name, _item_type(tp)), **common)
+        else:
+            group.add_argument(*flag_names(name), type=convert, choices=meta.get("choices"), **common)
+
+    def _get_option_tuples(self, option_string):
+        # A prefix (`--gen`) matches both spellings of one flag (`--gen-length`, `--gen_length`): that is one
+        # option, not an ambiguity, so the abbreviations of the hand-written flags keep working.
+        seen, unique = set(), []
+        for match in super()._get_option_tuples(option_string):
+            if id(match[0]) not in seen:
+                seen.add(id(match[0]))
+                unique.append(match)
+        return unique
+
+    def parse(self, argv=None) -> tuple:
+        """One instance per added dataclass: defaults < `--config` YAML < `key=value` < flags."""
+        ns = self.parse_intermixed_args(argv)
+        flags = {k: v for k, v in vars(ns).items() if k in self.options}
+        data, source = read_config(ns.config_file, ns.overrides)
+        check_known(data, source, self.options, label="config")
+        values = {**self._typed(data, source), **flags}
+        missing = [flag_names(n)[0] for n, (_, meta, default) in self.options.items()
+                   if meta.get("required") and values.get(n, default) is None]
+        if missing:
+            self.error(f"the following arguments are required: {', '.join(missing)}")
+        return tuple(spec.cls(**{**spec.defaults, **{n: values[n] for n in spec.names if n in values}})
+                     for spec in self.specs)
+
+    def parse_args(self, args=None, namespace=None):
+        """The values of `parse` as one flat namespace (every field of every dataclass)."""
+        merged = argparse.Namespace() if namespace is None else namespace
+        for instance in self.parse(args):
+            vars(merged).update({f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)})
+        return merged
+
+    def _typed(self, data: dict, source: dict) -> dict:
+        """The YAML and override values typed by `coerce`, then checked like a flag's."""
+        data = {k: [v] if isinstance(v, str) and self.options[k][1].get("append") else v for k, v in data.items()}
+        typed = typed_config(data, {k: self.options[k][0] for k in data})
+        for key, value in typed.items():
+            meta = self.options[key][1]
+            choices = meta.get("choices")
+            if choices is not None and value not in choices:
+                raise ValueError(f"config key {key!r} {source[key]}: {value!r} is not one of {', '.join(choices)}")
+            if meta.get("check") is not None:
+                try:
+                    meta["check"](value)
+                except ValueError as err:
+                    raise ValueError(f"config key {key!r} {source[key]}: {err}") from None
+        return typed
+
+
+def _field_default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None

@@ -77,3 +77,17 @@ def test_a_served_process_answers_and_stops_gracefully_on_sigint():
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_a_flag_a_key_value_and_yaml_parse_alike(tmp_path):
+    from tadtest import parsed_three_ways
+
+    from tadllm.serve.cli import ServeArguments, build_parser
+
+    settings = {"host": "0.0.0.0", "port": "9000", "max_batch": "4", "shutdown_timeout": "5", "threads": "none",
+                "policy": "confidence", "threshold": "0.9", "gen_length": "64", "log_level": "warning"}
+    flags, overrides, from_yaml = parsed_three_ways(build_parser, ["--model", "m"], settings, tmp_path)
+    assert flags == overrides == from_yaml
+    model, decoding, server = flags
+    assert server == ServeArguments(host="0.0.0.0", port=9000, max_batch=4, shutdown_timeout=5.0, log_level="warning")
+    assert (model.model, decoding.policy, decoding.threshold, decoding.gen_length) == ("m", "confidence", 0.9, 64)

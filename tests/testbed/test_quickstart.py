@@ -66,3 +66,16 @@ def test_stage_estimates_scale_with_the_measured_speed(capsys, monkeypatch):
     stages.begin("train tad-quality")  # so will the rest
     left = 2 * sum(v for k, v in est.items() if k not in done)
     assert f"about {quickstart._fmt(left)} left" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_options_parse_alike_as_flags_key_value_and_yaml(tmp_path):
+    from tadtest import parsed_three_ways
+
+    from tadllm.testbed.quickstart import QuickstartConfig, build_parser
+
+    settings = {"thresholds": "0.9,0.5", "train_steps": "10", "baselines": "true", "device": "cuda", "threads": "2"}
+    parsed = parsed_three_ways(build_parser, [], settings, tmp_path)
+    assert parsed[0] == parsed[1] == parsed[2] == (QuickstartConfig(thresholds=[0.9, 0.5], train_steps=10,
+                                                                    baselines=True, device="cuda", threads=2),)
+    (cfg,) = build_parser().parse(["--tpf1-point", "--seeds", "3"])
+    assert cfg.tpf1_point and cfg.seeds == 3 and cfg.thresholds == [0.999, 0.99, 0.95, 0.9, 0.7]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 
 from tadllm.cliargs import (
-    ArgumentParser,
+    ConfigParser,
     add_decoding_args,
     add_model_args,
     apply_model_settings,
@@ -13,22 +14,38 @@ from tadllm.cliargs import (
     load_from_args,
 )
 
+# gen_length when neither the flags nor the model's recorded settings give one
+FALLBACKS = {"gen_length": 128, "block_length": 32}
+
+
+@dataclass
+class GenerateArguments:
+    """What `tad generate` decodes and how it shows it."""
+
+    prompt: str | None = field(default=None, metadata={
+        "help": "user message (the chat template is applied if any)", "required": True})
+    raw: bool = field(default=False, metadata={
+        "help": "do not apply the chat template: the prompt is encoded as given, with the tokenizer's own special "
+                "tokens (e.g. BOS) added, as for a tokenizer without a template"})
+    show: bool = field(default=False, metadata={"help": "render the decoding live, step by step"})
+
+
+def build_parser() -> ConfigParser:
+    """`tad generate`'s options: `ModelArguments`, `GenerateArguments`, `DecodingArguments`."""
+    parser = ConfigParser(prog="tad generate", description="Decode a prompt with a masked-diffusion LM.")
+    add_model_args(parser)
+    parser.add_dataclass(GenerateArguments, "prompt")
+    add_decoding_args(parser, FALLBACKS)
+    return parser
+
 
 def main_generate(argv=None) -> int:
-    parser = ArgumentParser(prog="tad generate", description="Decode a prompt with a masked-diffusion LM.")
-    add_model_args(parser)
-    parser.add_argument("--prompt", required=True, help="user message (the chat template is applied if any)")
-    parser.add_argument("--raw", action="store_true",
-                        help="do not apply the chat template: the prompt is encoded as given, with the tokenizer's "
-                             "own special tokens (e.g. BOS) added, as for a tokenizer without a template")
-    parser.add_argument("--show", action="store_true", help="render the decoding live, step by step")
-    add_decoding_args(parser, gen_length=128)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     from tadllm.decoding import generate
     from tadllm.errors import UserError
     from tadllm.models import encode_prompt
 
-    apply_model_settings(args, "tad generate")
+    apply_model_settings(args, "tad generate", FALLBACKS)
     config = decode_config_from_args(args)
     model, tokenizer, family = load_from_args(args)
     if tokenizer is None:

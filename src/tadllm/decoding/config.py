@@ -6,7 +6,7 @@ kinds from `cache.USE_CACHE`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 
 from .cache import USE_CACHE
 from .policies import POLICIES
@@ -46,19 +46,29 @@ class DecodeConfig:
       trades a little accuracy for speed; the number of forward passes is unchanged for a given decoding.
     """
 
-    gen_length: int = 256
-    block_length: int = 32
-    policy: str = "low_confidence"
-    steps: int | None = None
-    threshold: float | None = None
-    temperature: float = 0.0
-    multi_block: bool = False
-    block_add_threshold: float = 0.5
-    decoded_token_threshold: float = 0.5
-    multi_block_reveal: str = "opened"  # opened (reference) | activated
-    stop_at_eos: bool = False
-    seed: int = 0
-    use_cache: str = "none"  # none | prefix | dual (native LLaDA only)
+    gen_length: int = field(default=256, metadata={"help": "tokens to generate (the canvas after the prompt)"})
+    block_length: int = field(default=32, metadata={
+        "help": "semi-autoregressive block length (must divide gen_length)"})
+    policy: str = field(default="low_confidence", metadata={"help": "which masked tokens a step reveals",
+                                                             "choices": tuple(POLICIES)})
+    steps: int | None = field(default=None, metadata={
+        "help": "fixed-count policies: total steps (default gen-length)"})
+    threshold: float | None = field(default=None, metadata={
+        "help": "entropy (nats, reveal below) or confidence (reveal above) threshold"})
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature (0: greedy)"})
+    multi_block: bool = field(default=False, metadata={"help": "pipelined multi-block decoding (d3LLM)"})
+    block_add_threshold: float = field(default=0.5, metadata={
+        "help": "multi-block: open a new block once the last one is this decoded"})
+    decoded_token_threshold: float = field(default=0.5, metadata={
+        "help": "multi-block: a block is fully active once its predecessor is this decoded"})
+    multi_block_reveal: str = field(default="opened", metadata={
+        "help": "which opened blocks reveal tokens: every opened block (the reference's rule) or only fully "
+                "active ones (an earlier tadllm rule)", "choices": MULTI_BLOCK_REVEAL})
+    stop_at_eos: bool = field(default=False, metadata={
+        "help": "finish a sample once its stop token is revealed", "no_help": "decode the whole length even after EOS"})
+    seed: int = field(default=0, metadata={"help": "random seed of the sampling"})
+    use_cache: str = field(default="none", metadata={
+        "help": "Fast-dLLM KV cache (native LLaDA only; docs/performance.md)", "choices": tuple(USE_CACHE)})
 
     def __post_init__(self):
         self.validate()
@@ -97,3 +107,16 @@ class DecodeConfig:
         if unknown:
             raise ValueError(f"unknown decoding option(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+# The command line's view of DecodeConfig (`tad generate / eval / trajectories / serve`, flags made by
+# `tadllm.config.ConfigParser`): the same fields, help and choices, not validated (a sweep may complete it).
+# The lengths default to None, "unset", so that the model's recorded lengths can fill them
+# (`tadllm.cliargs.apply_model_settings`), and stop_at_eos is on (the commands' default; the engine's is off).
+ARGUMENT_DEFAULTS = {"gen_length": None, "block_length": None, "stop_at_eos": True}
+DecodingArguments = make_dataclass("DecodingArguments", [
+    (f.name, f"{f.type} | None" if f.name in ("gen_length", "block_length") else f.type,
+     field(default=ARGUMENT_DEFAULTS.get(f.name, f.default), metadata=f.metadata))
+    for f in fields(DecodeConfig)])
+DecodingArguments.__module__ = __name__
+DecodingArguments.__doc__ = "DecodeConfig's fields as command-line options (lengths None = unset); not validated."

@@ -4,41 +4,50 @@
 
 The decoding options are those of `tad generate` and apply to every request (a request may change its
 temperature, and policy / threshold / steps / block_length as extra fields). gen_length and block_length
-default to what the checkpoint records (a testbed model's testbed.json), else 256 and 32.
+default to what the checkpoint records (a testbed model's testbed.json), else 256 and 32. Every option can
+also be given in `--config FILE.yaml` or as `key=value` (flags win).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 FALLBACK_LENGTHS = {"gen_length": 256, "block_length": 32}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..cliargs import add_decoding_args, add_model_args
+@dataclass
+class ServeArguments:
+    """Where `tad serve` listens and how much it takes on."""
 
-    p = argparse.ArgumentParser(prog="tad serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0: every interface)"})
+    port: int = field(default=8000, metadata={"help": "TCP port"})
+    max_batch: int = field(default=32, metadata={"help": "rows decoded together at most (all groups)"})
+    admit: str = field(default="step", metadata={
+        "choices": ["step", "refresh"],
+        "help": "when a request joins a running batch: at the next step, or (with a KV cache) at the next step that "
+                "refreshes some row, waiting one block at most (docs/serving.md)"})
+    max_queue: int = field(default=256, metadata={"help": "requests waiting for a row at most; more get 503"})
+    model_name: str | None = field(default=None, metadata={
+        "help": "the model id clients send (default: the folder name)"})
+    shutdown_timeout: float = field(default=30.0, metadata={
+        "help": "seconds in-flight requests may take to finish after SIGINT / SIGTERM"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads (on a CPU leave a core to the HTTP thread: OpenMP threads spinning on every "
+                "core delay responses)"})
+    log_level: str = field(default="info", metadata={"help": "uvicorn's log level"})
+
+
+def build_parser():
+    """`tad serve`'s options: `ModelArguments`, `DecodingArguments`, `ServeArguments` (flags, --config, key=value)."""
+    from ..cliargs import ConfigParser, add_decoding_args, add_model_args
+
+    p = ConfigParser(prog="tad serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
-    add_decoding_args(p, gen_length=None, block_length=None)
-    g = p.add_argument_group("server")
-    g.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    g.add_argument("--port", type=int, default=8000)
-    g.add_argument("--max-batch", type=int, default=32, help="rows decoded together at most (all groups)")
-    g.add_argument("--admit", default="step", choices=["step", "refresh"],
-                   help="when a request joins a running batch: at the next step, or (with a KV cache) at the next "
-                        "step that refreshes some row, waiting one block at most (docs/serving.md)")
-    g.add_argument("--max-queue", type=int, default=256,
-                   help="requests waiting for a row at most; more get 503")
-    g.add_argument("--model-name", default=None, help="the model id clients send (default: the folder name)")
-    g.add_argument("--shutdown-timeout", type=float, default=30.0,
-                   help="seconds in-flight requests may take to finish after SIGINT / SIGTERM")
-    g.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (on a CPU leave a core to the HTTP thread: OpenMP threads spinning "
-                        "on every core delay responses)")
-    g.add_argument("--log-level", default="info")
+    add_decoding_args(p, FALLBACK_LENGTHS)
+    p.add_dataclass(ServeArguments, "server")
     return p
 
 

@@ -24,25 +24,31 @@ BUNDLED_TEACHER = Path(__file__).resolve().parents[1] / "assets" / "testbed-teac
 
 @dataclass
 class QuickstartConfig:
-    out_dir: str = "quickstart_out"
-    teacher: str = str(BUNDLED_TEACHER)
-    device: str = "cpu"
-    train_problems: int = 128
-    test_problems: int = 300
-    traj_temperature: float = 0.7
-    train_steps: int = 100
-    train_batch_size: int = 32
-    learning_rate: float = 1e-4
-    quality_delta: int = 4
-    speed_delta: int = 16
-    policy: str = "confidence"
-    thresholds: list = field(default_factory=lambda: [0.999, 0.99, 0.95, 0.9, 0.7])
-    tpf1_point: bool = False
-    baselines: bool = False
-    seeds: int = 1
-    batch_size: int = 256
-    seed: int = 0
-    threads: int | None = None
+    """The quickstart's knobs (`tad quickstart --FLAG`, `--config FILE.yaml` or `key=value`)."""
+
+    out_dir: str = field(default="quickstart_out", metadata={"help": "output folder (resumed: trained students "
+                                                                     "are reused)"})
+    teacher: str = field(default=str(BUNDLED_TEACHER), metadata={
+        "help": "testbed teacher checkpoint (default: bundled)"})
+    device: str = field(default="cpu", metadata={"help": "cpu | cuda | cuda:N"})
+    train_problems: int = field(default=128, metadata={"help": "training problems the teacher decodes"})
+    test_problems: int = field(default=300, metadata={"help": "held-out problems every model is evaluated on"})
+    traj_temperature: float = field(default=0.7, metadata={"help": "sampling temperature of the trajectories"})
+    train_steps: int = field(default=100, metadata={"help": "optimizer steps of each student"})
+    train_batch_size: int = field(default=32, metadata={"help": "training batch size"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "learning rate of the students"})
+    quality_delta: int = field(default=4, metadata={"help": "δ of the TAD-Quality student"})
+    speed_delta: int = field(default=16, metadata={"help": "δ of the TAD-Speed student"})
+    policy: str = field(default="confidence", metadata={"help": "threshold policy of the evaluation sweep",
+                                                         "choices": ("confidence", "entropy")})
+    thresholds: list[float] = field(default_factory=lambda: [0.999, 0.99, 0.95, 0.9, 0.7], metadata={
+        "help": "comma-separated confidence thresholds of the sweep"})
+    tpf1_point: bool = field(default=False, metadata={"help": "also evaluate one token per step (TPF 1)"})
+    baselines: bool = field(default=False, metadata={"help": "add the control and CE-only students"})
+    seeds: int = field(default=1, metadata={"help": "students trained per method (seeds seed, seed+1, ...)"})
+    batch_size: int = field(default=256, metadata={"help": "decoding batch size"})
+    seed: int = field(default=0, metadata={"help": "first seed"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
 
 
 # Seconds per unit of work, fitted to the README's default run on 2 otherwise idle CPU cores: a decoding step
@@ -326,40 +332,19 @@ def run(cfg: QuickstartConfig) -> dict:
     return combined
 
 
-def main_quickstart(argv=None) -> int:
-    defaults = QuickstartConfig()
-    from tadllm.cliargs import ArgumentParser
+def build_parser():
+    from tadllm.cliargs import ConfigParser
 
-    p = ArgumentParser(prog="tad quickstart", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out-dir", default=defaults.out_dir)
-    p.add_argument("--teacher", default=defaults.teacher, help="testbed teacher checkpoint (default: bundled)")
-    p.add_argument("--device", default=defaults.device)
-    p.add_argument("--train-problems", type=int, default=defaults.train_problems)
-    p.add_argument("--test-problems", type=int, default=defaults.test_problems)
-    p.add_argument("--train-steps", type=int, default=defaults.train_steps)
-    p.add_argument("--train-batch-size", type=int, default=defaults.train_batch_size)
-    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    p.add_argument("--quality-delta", type=int, default=defaults.quality_delta)
-    p.add_argument("--speed-delta", type=int, default=defaults.speed_delta)
-    p.add_argument("--thresholds", default=",".join(map(str, defaults.thresholds)),
-                   help="comma-separated confidence thresholds of the sweep")
-    p.add_argument("--tpf1-point", action="store_true", help="also evaluate one token per step (TPF 1)")
-    p.add_argument("--baselines", action="store_true", help="add the control and CE-only students")
-    p.add_argument("--seeds", type=int, default=defaults.seeds)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    a = p.parse_args(argv)
-    thresholds = [float(t) for t in a.thresholds.split(",") if t.strip()]
-    if not thresholds:
+    p = ConfigParser(prog="tad quickstart", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_dataclass(QuickstartConfig, "quickstart")
+    return p
+
+
+def main_quickstart(argv=None) -> int:
+    p = build_parser()
+    (cfg,) = p.parse(argv)
+    if not cfg.thresholds:
         p.error("--thresholds needs at least one value")
-    cfg = QuickstartConfig(out_dir=a.out_dir, teacher=a.teacher, device=a.device, train_problems=a.train_problems,
-                           test_problems=a.test_problems, train_steps=a.train_steps,
-                           train_batch_size=a.train_batch_size, learning_rate=a.learning_rate,
-                           quality_delta=a.quality_delta, speed_delta=a.speed_delta, thresholds=thresholds,
-                           tpf1_point=a.tpf1_point, baselines=a.baselines, seeds=a.seeds, batch_size=a.batch_size,
-                           seed=a.seed, threads=a.threads)
     if not (Path(cfg.teacher) / "testbed.json").exists():
         p.error(f"{cfg.teacher} is not a testbed teacher (no testbed.json); train one with `tad pretrain`")
     run(cfg)
