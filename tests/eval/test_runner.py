@@ -238,7 +238,9 @@ class OracleLM(torch.nn.Module):
         B, T = input_ids.shape
         logits = torch.zeros(B, T, self.V)
         for b in range(B):
-            keep = attention_mask[b, : T - self.L].bool()
+            # no mask: no padding among the step's rows (the decoding loop passes none then)
+            keep = (attention_mask[b, : T - self.L].bool() if attention_mask is not None
+                    else torch.ones(T - self.L, dtype=torch.bool))
             target = self.targets[tuple(input_ids[b, : T - self.L][keep].tolist())]
             logits[b, torch.arange(T - self.L, T), torch.tensor(target)] = 30.0
         return types.SimpleNamespace(logits=logits)
