@@ -15,11 +15,11 @@ source benchmarks/gpu_steps.sh
 PARTS="${PARTS:-tests step refresh decoding profile}"
 case " $PARTS " in *" tests "*) step 110 $PY -m pytest -q -p no:hypothesispytest -m gpu tests/test_gpu.py;; esac
 for admit in refresh step; do
-  case " $PARTS " in *" $admit "*) step 160 $PY benchmarks/bench_serve.py --out "$OUT" --clients 1 4 16 --requests 32 \
+  case " $PARTS " in *" $admit "*) step 270 $PY benchmarks/bench_serve.py --out "$OUT" --clients 1 4 16 --requests 32 \
     --use-cache dual --admit $admit;; esac
 done
 case " $PARTS " in *" decoding "*) step 100 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 \
   --prompt-length 256 --modes none dual --variants graphs --schedule multi_block --reveal opened \
   --name decoding_8b_mb_opened.json;; esac
-case " $PARTS " in *" profile "*) step 60 $PY benchmarks/profile_serve_step.py --out "$OUT" --batch-sizes 16;; esac
+case " $PARTS " in *" profile "*) step 90 $PY benchmarks/profile_serve_step.py --out "$OUT" --batch-sizes 1 16;; esac
 grep -v "it/s\]" "$LOG" | grep -E "^(===|clients|---| +[0-9]|batch|    |serve|[0-9]+ passed|FAILED|E  |Traceback|.*Error)" | tail -80

@@ -124,3 +124,44 @@ def test_an_override_after_a_bool_flag_says_what_happened(capsys):
            "overrides before the flag" in capsys.readouterr().err
     knobs = parse("rate=0.1", "--multi-block")
     assert knobs.rate == 0.1 and knobs.multi_block is True
+
+
+@dataclass
+class Inputs:
+    runs: list[str] | None = field(default=None, metadata={"positional": True, "required": True,
+                                                            "metavar": "RUN_DIR"})
+    n_boot: int = 10
+
+
+@dataclass
+class OneInput:
+    adapter: str | None = field(default=None, metadata={"positional": True, "required": True, "metavar": "ADAPTER"})
+    out: str = "merged"
+
+
+def parse_positional(cls, *argv):
+    p = ConfigParser(prog="tad inputs")
+    p.add_dataclass(cls, "inputs")
+    (args,) = p.parse(list(argv))
+    return args
+
+
+def test_a_positional_field_takes_the_bare_arguments_and_leaves_key_value_to_overrides(tmp_path):
+    assert parse_positional(Inputs, "a", "n_boot=3", "b/c") == Inputs(runs=["a", "b/c"], n_boot=3)
+    assert parse_positional(Inputs, "--n-boot", "4", "a") == Inputs(runs=["a"], n_boot=4)
+    config = tmp_path / "r.yaml"
+    config.write_text("runs: [x, y]\nn_boot: 2\n")
+    assert parse_positional(Inputs, "--config", str(config)) == Inputs(runs=["x", "y"], n_boot=2)
+    assert parse_positional(Inputs, "--config", str(config), "z") == Inputs(runs=["z"], n_boot=2)  # bare wins
+    assert parse_positional(OneInput, "ad", "out=o") == OneInput(adapter="ad", out="o")
+
+
+def test_a_positional_field_is_checked_like_a_flag(capsys):
+    for cls, argv, message in ((OneInput, ["a", "b"], "one ADAPTER expected, got a b"),
+                               (OneInput, [], "the following arguments are required: ADAPTER"),
+                               (Inputs, ["n_boot=2"], "the following arguments are required: RUN_DIR"),
+                               (Knobs, ["--name", "x", "stray"], "unrecognized arguments: stray")):
+        with pytest.raises(SystemExit):
+            parse_positional(cls, *argv)
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err

@@ -11,9 +11,9 @@
     tad quickstart   the whole pipeline on the bundled tiny model
     tad serve        an OpenAI-compatible HTTP server that batches concurrent requests
 
-generate, eval, trajectories, serve and quickstart take their options as flags, from `--config FILE.yaml`
-and as trailing `key=value` (flags win over `key=value`, which wins over the file; `tad CMD --help` lists
-them); train and pretrain take a YAML recipe (`--config`) and `key=value`.
+generate, eval, trajectories, serve, quickstart, report, aup and merge take their options as flags, from
+`--config FILE.yaml` and as trailing `key=value` (flags win over `key=value`, which wins over the file;
+`tad CMD --help` lists them); train and pretrain take a YAML recipe (`--config`) and `key=value`.
 
 A mistake in the input (a missing folder, a bad value, an unknown key) is reported on one line;
 `tad --debug COMMAND ...` (or TAD_DEBUG=1) shows the traceback instead.

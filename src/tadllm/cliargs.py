@@ -29,15 +29,6 @@ def check_dtype(text: str) -> None:
         raise ValueError(f"unknown dtype {text!r}; use {DTYPE_HELP}")
 
 
-def dtype_arg(text: str) -> str:
-    """argparse type of a hand-declared `--dtype` (`tad merge`)."""
-    try:
-        check_dtype(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
-
-
 @dataclass
 class ModelArguments:
     """The model a command loads (`load_from_args`) and how it runs it (`accelerate_decoding`)."""

@@ -293,6 +293,11 @@ def _item_type(tp):
     return (typing.get_args(members[0]) or (str,))[0]
 
 
+def _is_list(tp) -> bool:
+    members = [a for a in typing.get_args(tp) if a is not type(None)] if _is_union(tp) else [tp]
+    return bool(members) and typing.get_origin(members[0]) is list
+
+
 def _is_bool(tp) -> bool:
     return tp is bool or (_is_union(tp) and bool in typing.get_args(tp))
 
@@ -344,7 +349,9 @@ class ConfigParser(ArgumentParser):
     overrides set the same fields. Precedence: defaults < the YAML < `key=value` < flags. Every value, from any
     source, is converted by `coerce` after the field's type, then checked against the field's `choices` /
     `check`. Field metadata: `help`, `choices`, `check` (callable raising ValueError), `required`, `metavar`,
-    `append` (a repeatable flag; a single string in YAML is one item), `no_help` (help of `--no-flag`).
+    `append` (a repeatable flag; a single string in YAML is one item), `no_help` (help of `--no-flag`),
+    `positional` (the field is given as bare arguments, e.g. `tad report RUN_DIR...`: every trailing argument that
+    is not `key=value` belongs to it, one item for a scalar field, one or more for a list).
 
     `parse` returns one instance per dataclass (in the order added); `parse_args` the same values as one flat
     namespace.
@@ -355,8 +362,10 @@ class ConfigParser(ArgumentParser):
         self.add_argument("--config", dest="config_file", default=None, metavar="FILE.yaml",
                           help="YAML file of option: value (the option names below, with _); key=value "
                                "overrides and flags win over it")
-        self.add_argument("overrides", nargs="*", default=[], metavar="key=value",
-                          help="set any option below by name, e.g. gen_length=64 (flags win over these)")
+        self._trailing = self.add_argument(
+            "overrides", nargs="*", default=[], metavar="key=value",
+            help="set any option below by name, e.g. gen_length=64 (flags win over these)")
+        self.positional: str | None = None  # the field the bare trailing arguments fill
         self.specs: list[_Spec] = []
         self.options: dict[str, tuple] = {}  # field name -> (type, metadata, the command's default)
 
@@ -383,6 +392,15 @@ class ConfigParser(ArgumentParser):
 
     def _add_flags(self, group, name: str, text: str, default) -> None:
         tp, meta, _ = self.options[name]
+        if meta.get("positional"):
+            if self.positional is not None:
+                raise TypeError(f"{self.prog}: only one positional field ({self.positional!r} and {name!r})")
+            self.positional = name
+            word = meta.get("metavar") or name.upper()
+            self._trailing.metavar = f"{word}|key=value"
+            self._trailing.help = f"{word}{' (one or more)' if _is_list(tp) else ''}: {text}; key=value: set any " \
+                                  f"option below by name (flags win over these)"
+            return
         convert = _converter(name, tp, meta.get("check"))
         text = _help_text(text, default, bool(meta.get("required")))
         common = dict(dest=name, default=argparse.SUPPRESS, help=text, metavar=meta.get("metavar"))
@@ -411,15 +429,34 @@ class ConfigParser(ArgumentParser):
         """One instance per added dataclass: defaults < `--config` YAML < `key=value` < flags."""
         ns = self.parse_intermixed_args(argv)
         flags = {k: v for k, v in vars(ns).items() if k in self.options}
-        data, source = read_config(ns.config_file, ns.overrides)
+        overrides, bare = _split_trailing(ns.overrides)
+        if bare:
+            flags.update(self._positional_value(bare))
+        data, source = read_config(ns.config_file, overrides)
         check_known(data, source, self.options, label="config")
         values = {**self._typed(data, source), **flags}
-        missing = [flag_names(n)[0] for n, (_, meta, default) in self.options.items()
+        missing = [(meta.get("metavar") or n.upper()) if n == self.positional else flag_names(n)[0]
+                   for n, (_, meta, default) in self.options.items()
                    if meta.get("required") and values.get(n, default) is None]
         if missing:
             self.error(f"the following arguments are required: {', '.join(missing)}")
         return tuple(spec.cls(**{**spec.defaults, **{n: values[n] for n in spec.names if n in values}})
                      for spec in self.specs)
+
+    def _positional_value(self, bare: list[str]) -> dict:
+        """The bare trailing arguments as the value of the positional field (typed like a flag's)."""
+        if self.positional is None:
+            self.error(f"unrecognized arguments: {' '.join(bare)} (options are --flag value or key=value)")
+        tp, meta, _ = self.options[self.positional]
+        item_type = _item_type(tp) if _is_list(tp) else None
+        if item_type is None and len(bare) > 1:
+            self.error(f"one {meta.get('metavar') or self.positional.upper()} expected, got {' '.join(bare)}")
+        convert = _converter(self.positional, item_type or tp, meta.get("check"))
+        try:
+            values = [convert(text) for text in bare]
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            self.error(f"{self.positional}: {err}")
+        return {self.positional: values if item_type is not None else values[0]}
 
     def parse_args(self, args=None, namespace=None):
         """The values of `parse` as one flat namespace (every field of every dataclass)."""
@@ -443,6 +480,12 @@ class ConfigParser(ArgumentParser):
                 except ValueError as err:
                     raise ValueError(f"config key {key!r} {source[key]}: {err}") from None
         return typed
+
+
+def _split_trailing(items: list[str]) -> tuple[list[str], list[str]]:
+    """The trailing arguments as (`key=value` overrides, bare arguments): an override starts with a name and `=`."""
+    overrides = [item for item in items if re.match(r"[A-Za-z_][\w.]*=", item)]
+    return overrides, [item for item in items if item not in overrides]
 
 
 def _field_default(f: dataclasses.Field):

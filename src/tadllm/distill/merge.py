@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -67,24 +68,39 @@ def merge_adapter(adapter_dir, base=None, out_dir=None, dtype=None, device: str 
     return out
 
 
+def _check_dtype(text: str | None) -> None:
+    from tadllm.cliargs import check_dtype
+
+    if text is not None:
+        check_dtype(text)
+
+
+@dataclass
+class MergeArguments:
+    """The adapter `tad merge` folds into its base, and where it writes the merged checkpoint."""
+
+    adapter: str | None = field(default=None, metadata={
+        "positional": True, "required": True, "metavar": "ADAPTER",
+        "help": "adapter folder written by `tad train` (use_peft=true)"})
+    base: str | None = field(default=None, metadata={
+        "help": "base model folder or hub name (default: the one recorded in the adapter)"})
+    out: str | None = field(default=None, metadata={"required": True,
+                                                    "help": "output folder for the merged checkpoint"})
+    dtype: str | None = field(default=None, metadata={"help": "dtype to merge and save in (default: the base's)",
+                                                      "check": _check_dtype})
+    device: str = field(default="cpu", metadata={"help": "device for merging"})
+    trust_remote_code: bool | None = field(default=None, metadata={
+        "help": "allow the base checkpoint's own code (non-native families)"})
+    mask_token_id: int | None = field(default=None, metadata={"help": "override the mask id"})
+
+
 def main_merge(argv: list[str] | None = None) -> int:
     """`tad merge ADAPTER --base BASE --out DIR`"""
-    from tadllm.cliargs import ArgumentParser
+    from tadllm.cliargs import DTYPE_HELP, ConfigParser
 
-    parser = ArgumentParser(prog="tad merge",
-                                     description="Merge a TAD LoRA adapter into its base model (HF checkpoint).")
-    parser.add_argument("adapter", help="adapter folder written by `tad train` (use_peft=true)")
-    parser.add_argument("--base", help="base model folder or hub name (default: the one recorded in the adapter)")
-    parser.add_argument("--out", required=True, help="output folder for the merged checkpoint")
-    from tadllm.cliargs import DTYPE_HELP, dtype_arg
-
-    parser.add_argument("--dtype", default=None, type=dtype_arg,
-                        help=f"dtype to merge and save in: {DTYPE_HELP} (default: the base's)")
-    parser.add_argument("--device", default="cpu", help="device for merging (default cpu)")
-    parser.add_argument("--trust-remote-code", action="store_true", default=None,
-                        help="allow the base checkpoint's own code (non-native families)")
-    parser.add_argument("--mask-token-id", type=int, default=None, help="override the mask id")
-    args = parser.parse_args(argv)
+    parser = ConfigParser(prog="tad merge", description="Merge a TAD LoRA adapter into its base model (HF checkpoint).")
+    parser.add_dataclass(MergeArguments, "merge", help={"dtype": f"{DTYPE_HELP} (default: the base's)"})
+    (args,) = parser.parse(argv)
     out = merge_adapter(args.adapter, base=args.base, out_dir=args.out, dtype=args.dtype, device=args.device,
                         trust_remote_code=args.trust_remote_code, mask_token_id=args.mask_token_id)
     print(out)

@@ -1,7 +1,8 @@
 """The `tad eval`, `tad report` and `tad aup` command lines (`python -m tadllm.eval.cli ...` == `tad eval`).
 
-`tad eval`'s options are dataclasses (`ModelArguments`, `DecodingArguments`, `EvalArguments`) read by
-`tadllm.config.ConfigParser`: flags, `--config FILE.yaml` (e.g. configs/testbed-eval.yaml) and `key=value`."""
+Their options are dataclasses (`ModelArguments`, `DecodingArguments`, `EvalArguments`; `ReportArguments`;
+`AUPArguments`) read by `tadllm.config.ConfigParser`: flags, `--config FILE.yaml` (e.g.
+configs/testbed-eval.yaml) and `key=value`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 
 from tadllm.cliargs import (
     DTYPE_HELP,
-    ArgumentParser,
     ConfigParser,
     accelerate_decoding,
     add_decoding_args,
@@ -136,16 +136,34 @@ def load_eval_model(args, ctx):
     return model, tokenizer, family, device, dtype
 
 
+@dataclass
+class ReportArguments:
+    """What `tad report` reads and writes."""
+
+    runs: list[str] | None = field(default=None, metadata={
+        "positional": True, "required": True, "metavar": "RUN_DIR",
+        "help": "results.json files or folders holding them"})
+    out: str = field(default="report", metadata={"help": "output folder"})
+    published: str | None = field(default=None, metadata={
+        "help": "YAML of published points to compare against (e.g. configs/published/tad_llada.yaml)"})
+    n_boot: int = field(default=1000, metadata={"help": "bootstrap replicates for the AUP CI (0: none)"})
+
+
+@dataclass
+class AUPArguments:
+    """The points `tad aup` scores."""
+
+    points: str | None = field(default=None, metadata={
+        "positional": True, "required": True, "metavar": "YAML",
+        "help": "points YAML (task -> {y_max, methods: {name: [[tpf, acc], ...]}})"})
+
+
 def main_report(argv: Sequence[str] | None = None) -> int:
     """``tad report RUN_DIR... --out DIR [--published YAML]``: report.md, PNGs and aup.json."""
-    p = ArgumentParser(prog="tad report", description="results.json files -> markdown report, "
+    p = ConfigParser(prog="tad report", description="results.json files -> markdown report, "
                                 "accuracy-vs-TPF plot, AUP tables and bar chart")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="results.json files or folders holding them")
-    p.add_argument("--out", default="report", help="output folder (default: ./report)")
-    p.add_argument("--published", default=None, help="YAML of published points to compare against "
-                   "(e.g. configs/published/tad_llada.yaml)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the AUP CI (0: none)")
-    args = p.parse_args(argv)
+    p.add_dataclass(ReportArguments, "report")
+    (args,) = p.parse(argv)
     from tadllm.eval.report import report_main
 
     out = report_main(args.runs, args.out, published=args.published, n_boot=args.n_boot)
@@ -156,12 +174,12 @@ def main_report(argv: Sequence[str] | None = None) -> int:
 
 def main_aup(argv: Sequence[str] | None = None) -> int:
     """``tad aup YAML``: AUP tables (per task and mean) for a YAML of published points."""
-    p = ArgumentParser(prog="tad aup", description="AUP of published accuracy-vs-TPF points")
-    p.add_argument("yaml", help="points YAML (task -> {y_max, methods: {name: [[tpf, acc], ...]}})")
-    args = p.parse_args(argv)
+    p = ConfigParser(prog="tad aup", description="AUP of published accuracy-vs-TPF points")
+    p.add_dataclass(AUPArguments, "points")
+    (args,) = p.parse(argv)
     from tadllm.eval.report import aup_main
 
-    print(aup_main(args.yaml))
+    print(aup_main(args.points))
     return 0
 
 
