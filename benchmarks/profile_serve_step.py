@@ -7,7 +7,9 @@ joined at different steps, dual cache, eager forwards) against the same state wi
 For each batch size it reports the wall time of a step (median over the measured steps), the forward calls
 per step split into refresh and cached calls, the wall time spent inside forward calls (each call timed with a
 device sync around it, in a separate pass, so the step times are not disturbed), and the top device
-operations of a torch.profiler trace. Writes profile_serve_step.json into --out.
+operations of a torch.profiler trace. `--variants packed split`: a step whose rows both refresh and run their
+cached window as one packed pass (`forward_packed`, what `tad serve` runs) or as two forwards, side by side.
+Writes profile_serve_step.json into --out.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ class Timed(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model, self.timing = model, False
-        self.calls = {"refresh": 0, "cached": 0, "full": 0}
-        self.seconds = {"refresh": 0.0, "cached": 0.0, "full": 0.0}
+        self.calls = {"refresh": 0, "cached": 0, "full": 0, "packed": 0}
+        self.seconds = dict.fromkeys(self.calls, 0.0)
 
     @property
     def config(self):
@@ -43,13 +45,19 @@ class Timed(torch.nn.Module):
 
     def forward(self, input_ids, **kwargs):
         kind = "refresh" if kwargs.get("use_cache") else ("cached" if kwargs.get("kv_cache") else "full")
+        return self._call(kind, self.model, input_ids, **kwargs)
+
+    def forward_packed(self, window_ids, *args, **kwargs):
+        return self._call("packed", self.model.forward_packed, window_ids, *args, **kwargs)
+
+    def _call(self, kind, fn, ids, *args, **kwargs):
         self.calls[kind] += 1
         if not self.timing:
-            return self.model(input_ids, **kwargs)
-        sync(input_ids.device)
+            return fn(ids, *args, **kwargs)
+        sync(ids.device)
         t0 = time.perf_counter()
-        out = self.model(input_ids, **kwargs)
-        sync(input_ids.device)
+        out = fn(ids, *args, **kwargs)
+        sync(ids.device)
         self.seconds[kind] += time.perf_counter() - t0
         return out
 
@@ -118,6 +126,8 @@ def main(argv=None) -> int:
     p.add_argument("--prompt-lengths", type=int, nargs="+", default=None)
     p.add_argument("--every", type=int, default=3, help="steps between two rows joining")
     p.add_argument("--steps", type=int, default=None, help="measured steps (default 24; --small 4)")
+    p.add_argument("--variants", nargs="+", default=["packed", "split"], choices=["packed", "split"],
+                   help="mixed refresh / cached steps as one packed pass or as two forwards")
     args = p.parse_args(argv)
     from tadllm.decoding import DecodeConfig
 
@@ -128,19 +138,22 @@ def main(argv=None) -> int:
     steps = args.steps or (4 if args.small else 24)
     config = DecodeConfig(gen_length=gen, block_length=block, policy="low_confidence", steps=gen // 2,
                           stop_at_eos=False, use_cache="dual")
-    timed = Timed(model)
     results = {}
     with torch.no_grad():
         for batch in args.batch_sizes:
-            state = staggered_state(timed, family, config, batch, lengths, args.every, family.mask_token_id)
-            row = measure(state, timed, steps, args.device)
-            row["top_ops"] = trace(state, min(steps, 8))
-            results[str(batch)] = row
-            print(f"batch {batch}: step {row['step_ms']:.1f} ms, synced {row['synced_step_ms']:.1f} ms, inside "
-                  f"forwards {row['forward_ms_per_step']:.1f} ms ({row['forward_ms_by_kind']}), calls per step "
-                  f"{row['calls_per_step']}")
-            for op in row["top_ops"][:10]:
-                print(f"    {op['ms_per_step']:8.2f} ms  x{op['calls_per_step']:6.1f}  {op['op'][:90]}")
+            for variant in args.variants:
+                timed = Timed(model)
+                if variant == "split":
+                    timed.forward_packed = None  # the cache then runs a mixed step as two forwards
+                state = staggered_state(timed, family, config, batch, lengths, args.every, family.mask_token_id)
+                row = measure(state, timed, steps, args.device)
+                row["top_ops"] = trace(state, min(steps, 8))
+                results.setdefault(str(batch), {})[variant] = row
+                print(f"batch {batch} {variant}: step {row['step_ms']:.1f} ms, synced {row['synced_step_ms']:.1f} "
+                      f"ms, inside forwards {row['forward_ms_per_step']:.1f} ms ({row['forward_ms_by_kind']}), "
+                      f"calls per step {row['calls_per_step']}")
+                for op in row["top_ops"][:10]:
+                    print(f"    {op['ms_per_step']:8.2f} ms  x{op['calls_per_step']:6.1f}  {op['op'][:90]}")
     write_json(args.out, "profile_serve_step.json", {"device": str(args.device), "gen_length": gen,
                                                      "block_length": block, "prompt_lengths": lengths,
                                                      "every": args.every, "results": results})

@@ -186,6 +186,51 @@ def test_cached_logits_equal_full_forward_when_nothing_changed(fixture_model, mo
     assert cache.refreshes.tolist() == [2, 1, 1, 1]
 
 
+class PackedSpy(Spy):
+    """A Spy that also offers the packed pass, recording its calls."""
+
+    def forward_packed(self, window_ids, *args, **kwargs):
+        self.calls.append({"kind": "packed", "input_ids": window_ids.clone(), "refresh_ids": args[3].clone()})
+        return self.model.forward_packed(window_ids, *args, **kwargs)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_mixed_step_runs_as_one_packed_pass_with_the_split_result(fixture_model, padded):
+    """Dual cache, some rows refreshing and the others cached: one `forward_packed` call (no separate refresh and
+    cached forwards), the same logits as the two forwards of a model without it and as the full forward, and the
+    same cache afterwards (the next cached step agrees too)."""
+    model, _, family = fixture_model
+    L, bl = 32, 8
+    prompts = PROMPTS if padded else [PROMPTS[0]] * 4
+    x, attn, pos = _state(prompts, family.fill_token_id, family.mask_token_id, L, [0, 8, 19, 27])
+    P = x.shape[1] - L
+    block = torch.tensor([0, 1, 2, 3])
+    rows = torch.arange(4)
+    moved = block.clone()
+    moved[[0, 2]] += 1  # rows 0 and 2 move on (refresh); rows 1 and 3 stay cached
+    x2 = x.clone()  # they revealed tokens in their old block: their cached keys are stale, the refresh is exact
+    for b in (0, 2):
+        x2[b, P + block[b] * bl + torch.tensor([1, 4])] = torch.tensor([7, 9])
+    results = {}
+    for name, wrap in (("packed", PackedSpy), ("split", Spy)):
+        spy = wrap(model)
+        cache = BlockKVCache("dual", P, L, attn, pos)
+        cache.window_logits(spy, x, rows, block, block * bl, block * bl + bl)
+        mixed, _ = cache.window_logits(spy, x2, rows, moved, moved * bl, moved * bl + bl)
+        after, _ = cache.window_logits(spy, x2, rows, moved, moved * bl, moved * bl + bl)
+        results[name] = (spy.calls[1:], mixed, after, cache)
+    calls, mixed, after, cache = results["packed"]
+    assert [c["kind"] for c in calls] == ["packed", "cached"]
+    assert calls[0]["refresh_ids"].shape[0] == 2
+    assert [c["kind"] for c in results["split"][0]] == ["refresh", "cached", "cached"]
+    assert cache.refreshes.tolist() == [2, 1, 2, 1] and cache.cached.tolist() == [1, 2, 1, 2]
+    torch.testing.assert_close(mixed, results["split"][1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(after, results["split"][2], atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed, _window_ref(model, x2, attn, pos, P, moved * bl, bl), atol=1e-5, rtol=0)
+    for mine, theirs in zip(cache.keys, results["split"][3].keys):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_refresh_skips_the_padding_its_rows_share(fixture_model, mode):
     """A refresh runs only from the first column some refreshed row attends to: a short prompt in a batch with

@@ -156,6 +156,8 @@ class BlockKVCache:
             logits = self._refresh(model, x, rows, win_start, W, head, first_min, first_max)
         elif n_need == 0:
             logits = self._cached(model, x, rows, win_start, win_end, W, ws_min, ws_max, W_min == W)
+        elif self._packs(model, R, W_min == W):
+            logits = self._packed(model, x, rows, need, win_start, W, first_min, first_max)
         else:
             fresh, keep = need.nonzero().squeeze(1), (~need).nonzero().squeeze(1)
             lf = self._refresh(model, x, rows[fresh], win_start[fresh], W, head, first_min, first_max)
@@ -252,6 +254,31 @@ class BlockKVCache:
             else:
                 self.keys[i][:, :, c0:].index_copy_(0, rows, k)
                 self.values[i][:, :, c0:].index_copy_(0, rows, v)
+
+    def _packs(self, model, n_rows: int, same_width: bool) -> bool:
+        """Whether a step with both refreshed and cached rows runs as one packed pass (`_packed`): dual cache, the
+        whole batch, windows as wide, and a model with `forward_packed` (native LLaDA, not wrapped)."""
+        return (self.mode == "dual" and n_rows == self.B and same_width
+                and callable(getattr(model, "forward_packed", None)))
+
+    def _packed(self, model, x, rows, need, win_start, W, first_min, first_max):
+        """Refresh the rows where `need` and run every row's window against the cache in one pass. The refreshed rows'
+        windows run too (their results are dropped, and their writes into the cache are overwritten by their
+        new keys/values below): the whole cache is attended in place, with no copy of the cached rows."""
+        fresh = need.nonzero().squeeze(1)
+        c0 = first_min if self.padded else 0
+        cols = self.P + win_start[:, None] + torch.arange(W, device=x.device)  # (B, W), inside the generation
+        refresh_mask = self.attn[fresh, c0:] if first_max > c0 else None
+        window, refreshed, kv = model.forward_packed(
+            x.gather(1, cols), self.positions.gather(1, cols), [(k, v, cols) for k, v in zip(self.keys, self.values)],
+            self.key_ok.long() if self.padded else None, x[fresh, c0:], self.positions[fresh, c0:], refresh_mask,
+            cols[fresh].clamp_max(self.T - 1) - c0, window_padded=self.padded,
+            refresh_padded=refresh_mask is not None)
+        self._store(model, rows[fresh], kv, c0)
+        window[fresh] = refreshed
+        self.refreshes[rows] += need.long()
+        self.cached[rows] += (~need).long()
+        return window
 
     def _cached(self, model, x, rows, win_start, win_end, W, ws_min, ws_max, same_width):
         P, L, T = self.P, self.L, self.T

@@ -123,6 +123,11 @@ def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.T
     return (x32 * cos + rotated * sin).to(x.dtype)
 
 
+def _unpack(t: torch.Tensor, start: int, rows: int, cols: int) -> torch.Tensor:
+    """Positions start.. of packed (1, heads, N, hd) as (rows, heads, cols, hd)."""
+    return t[0, :, start:start + rows * cols].unflatten(1, (rows, cols)).transpose(0, 1)
+
+
 class LLaDABlock(nn.Module):
     """One pre-norm transformer block with the reference parameter names."""
 
@@ -186,9 +191,32 @@ class LLaDABlock(nn.Module):
         Returns the block output and this call's rotated (k, v) so the caller can build a cache.
         """
         B, T, _ = x.shape
-        H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        h = self.attn_norm(x)
         fused = self._fused_weights()
+        q, k, v = self._project(self.attn_norm(x), sin, cos, fused)
+        att = self._attend(q, k, v, attn_mask, past_kv)
+        x = x + self.attn_out(att.transpose(1, 2).reshape(B, T, -1))
+        return self._feed_forward(x, fused), (k, v)
+
+    def forward_packed(self, x, sin, cos, window_shape, window_mask, window_kv, refresh_shape, refresh_mask):
+        """Two groups of rows in one pass over (1, N) packed positions: the first `window_shape` (B, W) positions are
+        every row's window, attending over the cache `window_kv` (keys, values, columns) as in `forward`; the rest,
+        `refresh_shape` (r, T_r), are rows refreshed from scratch, attending over their own keys. Everything but
+        attention runs once over all N positions (one matmul per projection: a mixed step costs one pass, not two).
+        Returns the output and the refreshed rows' rotated (k, v)."""
+        (B, W), (r, Tr) = window_shape, refresh_shape
+        fused = self._fused_weights()
+        q, k, v = self._project(self.attn_norm(x), sin, cos, fused)
+        qw, kw, vw = (_unpack(t, 0, B, W) for t in (q, k, v))
+        qr, kr, vr = (_unpack(t, B * W, r, Tr) for t in (q, k, v))
+        att_w = self._attend(qw, kw, vw, window_mask, window_kv).transpose(1, 2).reshape(1, B * W, -1)
+        att_r = self._attend(qr, kr, vr, refresh_mask, None).transpose(1, 2).reshape(1, r * Tr, -1)
+        x = x + self.attn_out(torch.cat([att_w, att_r], dim=1))
+        return self._feed_forward(x, fused), (kr, vr)
+
+    def _project(self, h, sin, cos, fused):
+        """Rotated queries, keys and values (B, heads, T, hd) of the normed input h (B, T, d)."""
+        B, T, _ = h.shape
+        H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         if fused is not None:
             qkv = F.linear(h, fused[0]).view(B, T, H + 2 * Hkv, hd)
             qk, v = apply_rope(qkv[:, :, :H + Hkv], sin, cos), qkv[:, :, H + Hkv:]  # one RoPE for q and k
@@ -197,8 +225,11 @@ class LLaDABlock(nn.Module):
             q = apply_rope(self.q_proj(h).view(B, T, H, hd), sin, cos)
             k = apply_rope(self.k_proj(h).view(B, T, Hkv, hd), sin, cos)
             v = self.v_proj(h).view(B, T, Hkv, hd)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        new_kv = (k, v)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def _attend(self, q, k, v, attn_mask, past_kv):
+        """Attention of q over k, v (B, heads, T, hd) and, when given, the past keys/values (see `forward`)."""
+        H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         if past_kv is not None and len(past_kv) == 3:
             keys, values, start = past_kv
             if isinstance(start, torch.Tensor):  # each row's own columns
@@ -206,8 +237,8 @@ class LLaDABlock(nn.Module):
                 keys.scatter_(2, index, k)
                 values.scatter_(2, index, v)
             else:
-                keys[:, :, start:start + T].copy_(k)
-                values[:, :, start:start + T].copy_(v)
+                keys[:, :, start:start + k.shape[2]].copy_(k)
+                values[:, :, start:start + k.shape[2]].copy_(v)
             k, v = keys, values
         elif past_kv is not None:
             k_before, v_before, k_after, v_after = past_kv
@@ -216,15 +247,14 @@ class LLaDABlock(nn.Module):
         if Hkv != H:
             k = k.repeat_interleave(H // Hkv, dim=1, output_size=H)
             v = v.repeat_interleave(H // Hkv, dim=1, output_size=H)
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
-        x = x + self.attn_out(att.transpose(1, 2).reshape(B, T, -1))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
+
+    def _feed_forward(self, x, fused):
         h = self.ff_norm(x)
         if fused is not None:
             gate, up = F.linear(h, fused[1]).chunk(2, dim=-1)
-            x = x + self.ff_out(F.silu(gate) * up)
-        else:
-            x = x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
-        return x, new_kv
+            return x + self.ff_out(F.silu(gate) * up)
+        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
 
 
 class LLaDABackbone(nn.Module):
@@ -354,11 +384,47 @@ class LLaDAModelLM(LLaDAPreTrainedModel):
                 new_cache.append((kv[0].contiguous(), kv[1].contiguous()))
         if logits_range is not None:
             x = x[:, logits_range[0]:logits_range[1]]
-        x = tr.ln_f(x)
-        logits = F.linear(x, tr.wte.weight) if self.config.weight_tying else tr.ff_out(x)
-        if self.config.scale_logits:
-            logits = logits * (1 / math.sqrt(self.config.d_model))
+        logits = self._head(x)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
         return LLaDAOutput(loss=loss, logits=logits, kv_cache=new_cache if use_cache else None)
+
+    def _head(self, x):
+        tr = self.model.transformer
+        x = tr.ln_f(x)
+        logits = F.linear(x, tr.wte.weight) if self.config.weight_tying else tr.ff_out(x)
+        if self.config.scale_logits:
+            logits = logits * (1 / math.sqrt(self.config.d_model))
+        return logits
+
+    def forward_packed(self, window_ids, window_positions, kv_cache, window_mask, refresh_ids, refresh_positions,
+                       refresh_mask, refresh_columns, window_padded: bool | None = None,
+                       refresh_padded: bool | None = None):
+        """A decoding step whose rows split into two groups, in one pass: `window_ids` (B, W), every row's window,
+        attend over the cache `kv_cache` (per layer (keys, values, columns (B, W)), written in place as in
+        `forward`; `window_mask` (B, K) covers the cache's keys); `refresh_ids` (r, T_r), rows recomputed from
+        scratch, attend over their own keys (`refresh_mask` (r, T_r) or None). The positions of both groups run
+        through every projection together, so the step launches one pass of kernels instead of two (at batch 16
+        the eager launches, not the arithmetic, bound a step: docs/serving.md).
+
+        Returns (window logits (B, W, V), refresh logits (r, C, V) at `refresh_columns` (r, C) of the refreshed
+        rows, the refreshed rows' rotated (k, v) per layer (r, kv_heads, T_r, hd))."""
+        tr = self.model.transformer
+        (B, W), (r, Tr) = window_ids.shape, refresh_ids.shape
+        ids = torch.cat([window_ids.reshape(-1), refresh_ids.reshape(-1)])[None]
+        x = tr.wte(ids)
+        if self.config.input_emb_norm:
+            x = x * (self.config.d_model**0.5)
+        positions = torch.cat([window_positions.reshape(-1), refresh_positions.reshape(-1)])[None]
+        sin, cos = rope_tables(positions, self.config.d_model // self.config.n_heads, self.config.rope_theta)
+        mask_w = self._attention_mask(window_mask, x.dtype, window_padded)
+        mask_r = self._attention_mask(refresh_mask, x.dtype, refresh_padded)
+        refreshed = []
+        for block, past in zip(tr.blocks, kv_cache):
+            x, kv = block.forward_packed(x, sin, cos, (B, W), mask_w, past, (r, Tr), mask_r)
+            refreshed.append((kv[0].contiguous(), kv[1].contiguous()))
+        d, C = x.shape[-1], refresh_columns.shape[1]
+        picked = x[0, B * W:].view(r, Tr, d).gather(1, refresh_columns[..., None].expand(-1, -1, d))
+        logits = self._head(torch.cat([x[0, :B * W], picked.reshape(r * C, d)]))
+        return logits[:B * W].view(B, W, -1), logits[B * W:].view(r, C, -1), refreshed
