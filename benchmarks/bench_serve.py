@@ -18,9 +18,11 @@ confidence 0.9) stopping at EOS.
 
 Per level: throughput (completion tokens / wall seconds of the level), p50 / p95 latency, p50 time to first
 token (first streamed text), mean forward passes per request, and against one at a time: `x one` (throughput
-ratio), `p95 / lone` (p95 latency over the median latency of a lone request) and `p95 / lone p95` (over the
-p95 of a lone request: the same mix of prompt lengths on both sides). The issue's target: x one >= 4 at 16
-clients with p95 / lone <= 2. Writes serve_<name>.json into --out.
+ratio), `p95 / lone` (p95 latency over the median latency of a lone request), `p95 / lone p95` (over the
+p95 of a lone request: the same mix of prompt lengths on both sides) and `p95 slowdown` (the p95 over requests
+of each request's latency over the latency of the same request served alone). The issue's target: x one >= 4
+at 16 clients with p95 latency <= 2x a lone request. Writes serve_<name>.json into --out, with every request's
+latency.
 """
 
 from __future__ import annotations
@@ -263,19 +265,19 @@ def run_level(port: int, prompts: list, clients: int) -> tuple[list[dict], float
     import threading
 
     todo: queue.Queue = queue.Queue()
-    for prompt in prompts:
-        todo.put(prompt)
+    for index, prompt in enumerate(prompts):
+        todo.put((index, prompt))
     rows: list[dict] = []
     errors: list[BaseException] = []
 
     def worker():
         while not errors:
             try:
-                prompt = todo.get_nowait()
+                index, prompt = todo.get_nowait()
             except queue.Empty:
                 return
             try:
-                rows.append(one_request(port, prompt))
+                rows.append({"index": index, **one_request(port, prompt)})
             except BaseException as err:  # noqa: BLE001 - reported below, after the other threads stop
                 errors.append(err)
 
@@ -306,7 +308,8 @@ def summarise(clients: int, rows: list[dict], wall: float) -> dict:
             "p50 s": quantile([r["latency_s"] for r in rows], 0.5),
             "p95 s": quantile([r["latency_s"] for r in rows], 0.95),
             "ttft p50 s": quantile([r["ttft_s"] for r in rows], 0.5),
-            "nfe": sum(r["nfe"] or 0 for r in rows) / max(len(rows), 1)}
+            "nfe": sum(r["nfe"] or 0 for r in rows) / max(len(rows), 1),
+            "per_request": sorted(rows, key=lambda r: r["index"])}
 
 
 def compare(levels: list[dict]) -> None:
@@ -316,6 +319,13 @@ def compare(levels: list[dict]) -> None:
         level["x one"] = level["tok/s"] / one["tok/s"]
         level["p95 / lone"] = level["p95 s"] / one["p50 s"]
         level["p95 / lone p95"] = level["p95 s"] / one["p95 s"]
+        level["p95 slowdown"] = quantile(slowdowns(level["per_request"], one["per_request"]), 0.95)
+
+
+def slowdowns(rows: list[dict], lone_rows: list[dict]) -> list[float]:
+    """Each request's latency over the latency of the same request (same prompt) served alone."""
+    lone = {r["index"]: r["latency_s"] for r in lone_rows}
+    return [r["latency_s"] / lone[r["index"]] for r in rows if r["index"] in lone]
 
 
 def bench(args) -> dict:
@@ -352,7 +362,8 @@ def main(argv=None) -> int:
                 "dtype": args.dtype, "decoding": config.to_dict(), "cuda_graphs": args.cuda_graphs,
                 "max_batch": args.max_batch, "admit": args.admit, "requests": args.requests,
                 "prompts": "arith problems" if meta else f"token ids of lengths {args.prompt_lengths}"}
-    columns = ["clients", "requests", "tok/s", "x one", "p50 s", "p95 s", "p95 / lone", "p95 / lone p95", "ttft p50 s", "nfe"]
+    columns = ["clients", "requests", "tok/s", "x one", "p50 s", "p95 s", "p95 / lone", "p95 / lone p95", "p95 slowdown",
+               "ttft p50 s", "nfe"]
     print(table(result["levels"], columns, title=f"tad serve, {name_of(args)} ({settings['prompts']}, gen "
                 f"{config.gen_length}, {config.policy}, cache {config.use_cache}, device {args.device})"))
     path = write_json(args.out, f"serve_{name_of(args)}.json", {"settings": settings, **result})

@@ -76,4 +76,13 @@ def test_bench_serve_small_runs_levels_against_one_at_a_time(tmp_path):
     for level in levels:  # random weights, low_confidence over 16 positions in 8 steps, no EOS stop
         assert level["requests"] == 3 and level["nfe"] == 8 and level["tokens"] > 0
         assert level["p95 s"] >= level["p50 s"] > 0 and level["ttft p50 s"] <= level["p95 s"]
-    assert levels[0]["x one"] == 1.0
+        assert [r["index"] for r in level["per_request"]] == [0, 1, 2]  # every request, each once
+    assert levels[0]["x one"] == 1.0 and levels[0]["p95 slowdown"] == 1.0
+
+
+def test_bench_serve_slowdown_pairs_each_request_with_itself_alone():
+    from bench_serve import slowdowns
+
+    lone = [{"index": 0, "latency_s": 1.0}, {"index": 1, "latency_s": 4.0}]
+    busy = [{"index": 1, "latency_s": 6.0}, {"index": 0, "latency_s": 3.0}]  # finished in another order
+    assert slowdowns(busy, lone) == [1.5, 3.0]
