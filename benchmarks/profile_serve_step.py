@@ -8,7 +8,9 @@ For each batch size it reports the wall time of a step (median over the measured
 per step split into refresh and cached calls, the wall time spent inside forward calls (each call timed with a
 device sync around it, in a separate pass, so the step times are not disturbed), and the top device
 operations of a torch.profiler trace. `--variants packed split`: a step whose rows both refresh and run their
-cached window as one packed pass (`forward_packed`, what `tad serve` runs) or as two forwards, side by side.
+cached window as one packed pass (`forward_packed`, what `tad serve` runs) or as two forwards, side by side, in
+`--rounds` rounds of alternating order (packed, split; split, packed; ...) so that a drift of the device's speed
+during the run falls on both; the step time is the median over every round's steps, each round's median kept.
 Writes profile_serve_step.json into --out.
 """
 
@@ -97,7 +99,8 @@ def measure(state, timed: Timed, steps: int, device) -> dict:
     wall = time.perf_counter() - t0
     timed.timing = False
     inside = sum(timed.seconds.values())
-    return {"step_ms": 1000 * statistics.median(times), "calls_per_step": {k: v / steps for k, v in calls.items()},
+    return {"step_ms": 1000 * statistics.median(times), "step_times_ms": [1000 * t for t in times],
+            "calls_per_step": {k: v / steps for k, v in calls.items()},
             "synced_step_ms": 1000 * wall / steps, "forward_ms_per_step": 1000 * inside / steps,
             "forward_ms_by_kind": {k: 1000 * v / steps for k, v in timed.seconds.items()}}
 
@@ -117,6 +120,24 @@ def trace(state, steps: int) -> list[dict]:
             for e in rows]
 
 
+def measure_variant(model, family, config, batch, lengths, every, steps, variant, traced) -> dict:
+    """One round of one variant: a fresh staggered state (the same rows every time), measured (and traced)."""
+    timed = Timed(model)
+    if variant == "split":
+        timed.forward_packed = None  # the cache then runs a mixed step as two forwards
+    state = staggered_state(timed, family, config, batch, lengths, every, family.mask_token_id)
+    row = measure(state, timed, steps, next(model.parameters()).device)
+    if traced:
+        row["top_ops"] = trace(state, min(steps, 8))
+    return row
+
+
+def summary(rounds: list[dict]) -> dict:
+    """A variant over its rounds: the median over all their steps, each round's median, the first round's rest."""
+    times = [t for row in rounds for t in row["step_times_ms"]]
+    return {**rounds[0], "step_ms": statistics.median(times), "step_ms_by_round": [r["step_ms"] for r in rounds]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/profile")
@@ -128,6 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="measured steps (default 24; --small 4)")
     p.add_argument("--variants", nargs="+", default=["packed", "split"], choices=["packed", "split"],
                    help="mixed refresh / cached steps as one packed pass or as two forwards")
+    p.add_argument("--rounds", type=int, default=2, help="rounds per batch size, the variants' order alternating")
     args = p.parse_args(argv)
     from tadllm.decoding import DecodeConfig
 
@@ -141,22 +163,24 @@ def main(argv=None) -> int:
     results = {}
     with torch.no_grad():
         for batch in args.batch_sizes:
-            for variant in args.variants:
-                timed = Timed(model)
-                if variant == "split":
-                    timed.forward_packed = None  # the cache then runs a mixed step as two forwards
-                state = staggered_state(timed, family, config, batch, lengths, args.every, family.mask_token_id)
-                row = measure(state, timed, steps, args.device)
-                row["top_ops"] = trace(state, min(steps, 8))
-                results.setdefault(str(batch), {})[variant] = row
-                print(f"batch {batch} {variant}: step {row['step_ms']:.1f} ms, synced {row['synced_step_ms']:.1f} "
-                      f"ms, inside forwards {row['forward_ms_per_step']:.1f} ms ({row['forward_ms_by_kind']}), "
-                      f"calls per step {row['calls_per_step']}")
-                for op in row["top_ops"][:10]:
-                    print(f"    {op['ms_per_step']:8.2f} ms  x{op['calls_per_step']:6.1f}  {op['op'][:90]}")
+            rounds: dict[str, list[dict]] = {v: [] for v in args.variants}
+            for r in range(args.rounds):
+                for variant in args.variants if r % 2 == 0 else args.variants[::-1]:
+                    row = measure_variant(model, family, config, batch, lengths, args.every, steps, variant,
+                                          traced=r == 0)
+                    rounds[variant].append(row)
+                    print(f"batch {batch} {variant} (round {r + 1}): step {row['step_ms']:.1f} ms, synced "
+                          f"{row['synced_step_ms']:.1f} ms, inside forwards {row['forward_ms_per_step']:.1f} ms "
+                          f"({row['forward_ms_by_kind']}), calls per step {row['calls_per_step']}")
+                    for op in row.get("top_ops", [])[:10]:
+                        print(f"    {op['ms_per_step']:8.2f} ms  x{op['calls_per_step']:6.1f}  {op['op'][:90]}")
+            results[str(batch)] = {v: summary(rows) for v, rows in rounds.items()}
+            print(f"batch {batch}: median step " + ", ".join(f"{v} {results[str(batch)][v]['step_ms']:.1f} ms"
+                                                             for v in args.variants))
     write_json(args.out, "profile_serve_step.json", {"device": str(args.device), "gen_length": gen,
                                                      "block_length": block, "prompt_lengths": lengths,
-                                                     "every": args.every, "results": results})
+                                                     "every": args.every, "rounds": args.rounds,
+                                                     "results": results})
     return 0
 
 

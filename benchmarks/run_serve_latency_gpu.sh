@@ -21,5 +21,5 @@ done
 case " $PARTS " in *" decoding "*) step 100 $PY benchmarks/bench_decoding.py --out "$OUT" --arch 8b --batch-sizes 1 \
   --prompt-length 256 --modes none dual --variants graphs --schedule multi_block --reveal opened \
   --name decoding_8b_mb_opened.json;; esac
-case " $PARTS " in *" profile "*) step 150 $PY benchmarks/profile_serve_step.py --out "$OUT" --batch-sizes 1 16 --variants packed split;; esac
+case " $PARTS " in *" profile "*) step 200 $PY benchmarks/profile_serve_step.py --out "$OUT" --batch-sizes 1 16 --variants packed split --rounds 2;; esac
 grep -v "it/s\]" "$LOG" | grep -E "^(===|clients|---| +[0-9]|batch|    |serve|[0-9]+ passed|FAILED|E  |Traceback|.*Error)" | tail -80

@@ -86,3 +86,19 @@ def test_bench_serve_slowdown_pairs_each_request_with_itself_alone():
     lone = [{"index": 0, "latency_s": 1.0}, {"index": 1, "latency_s": 4.0}]
     busy = [{"index": 1, "latency_s": 6.0}, {"index": 0, "latency_s": 3.0}]  # finished in another order
     assert slowdowns(busy, lone) == [1.5, 3.0]
+
+
+def test_profile_serve_step_small_alternates_packed_and_split(tmp_path):
+    from profile_serve_step import main
+
+    assert main(["--small", "--device", "cpu", "--out", str(tmp_path), "--batch-sizes", "4", "--steps", "3",
+                 "--every", "1", "--rounds", "2"]) == 0
+    result = json.loads((tmp_path / "profile_serve_step.json").read_text())["results"]["4"]
+    packed, split = result["packed"], result["split"]
+    assert len(packed["step_ms_by_round"]) == len(split["step_ms_by_round"]) == 2
+    # rows joined a step apart: some measured steps mix refreshing and cached rows, one call packed, two split
+    assert packed["calls_per_step"]["packed"] > 0 and split["calls_per_step"]["packed"] == 0
+    assert split["calls_per_step"]["refresh"] > 0 and split["calls_per_step"]["cached"] > 0
+    for variant in (packed, split):  # the median of all steps lies between the rounds' medians
+        assert min(variant["step_ms_by_round"]) <= variant["step_ms"] <= max(variant["step_ms_by_round"])
+    assert packed["top_ops"]
