@@ -325,7 +325,7 @@ def compare(levels: list[dict]) -> None:
 def slowdowns(rows: list[dict], lone_rows: list[dict]) -> list[float]:
     """Each request's latency over the latency of the same request (same prompt) served alone."""
     lone = {r["index"]: r["latency_s"] for r in lone_rows}
-    return [r["latency_s"] / lone[r["index"]] for r in rows if r["index"] in lone]
+    return [r["latency_s"] / lone[r["index"]] for r in rows]
 
 
 def bench(args) -> dict:

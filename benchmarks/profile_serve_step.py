@@ -126,16 +126,18 @@ def measure_variant(model, family, config, batch, lengths, every, steps, variant
     if variant == "split":
         timed.forward_packed = None  # the cache then runs a mixed step as two forwards
     state = staggered_state(timed, family, config, batch, lengths, every, family.mask_token_id)
-    row = measure(state, timed, steps, next(model.parameters()).device)
+    row = measure(state, timed, steps, state.device)
     if traced:
         row["top_ops"] = trace(state, min(steps, 8))
     return row
 
 
 def summary(rounds: list[dict]) -> dict:
-    """A variant over its rounds: the median over all their steps, each round's median, the first round's rest."""
+    """A variant over its rounds: every round's step times and their median, each round's median, the first
+    round's rest (calls, synced forwards, trace)."""
     times = [t for row in rounds for t in row["step_times_ms"]]
-    return {**rounds[0], "step_ms": statistics.median(times), "step_ms_by_round": [r["step_ms"] for r in rounds]}
+    return {**rounds[0], "step_ms": statistics.median(times), "step_times_ms": times,
+            "step_ms_by_round": [r["step_ms"] for r in rounds]}
 
 
 def main(argv=None) -> int:
